@@ -1,0 +1,75 @@
+//! The command line: `serve` (the default), `migrate`, `sync-counts`.
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::{Config, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-system",
+    version,
+    about = "A chat backend: applications, numbered chats, numbered messages, search."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default when no command is given).
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Recompute chats_count and messages_count from the stored rows (safe while serving).
+    SyncCounts,
+}
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    config.validate()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = App::build(&config).await?;
+            let listener = TcpListener::bind((config.host, config.port))
+                .await
+                .map_err(|err| {
+                    anyhow::anyhow!("cannot listen on {}:{}: {err}", config.host, config.port)
+                })?;
+            let address = listener.local_addr()?;
+            tracing::info!(%address, "listening");
+            // Tests and scripts read this line to learn the port when PORT=0.
+            println!("chat-system listening on http://{address}");
+            app.serve(listener, crate::app::shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            App::migrate(&config).await?;
+            println!("migrations applied");
+        }
+        Command::SyncCounts => {
+            let report = App::sync_counts(&config).await?;
+            println!(
+                "counts synchronised: {} applications and {} chats corrected",
+                report.applications_fixed, report.chats_fixed
+            );
+        }
+    }
+    Ok(())
+}

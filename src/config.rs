@@ -1,0 +1,100 @@
+//! Configuration: one struct, read once from flags, the environment and a `.env` file (flags win),
+//! validated at start-up. Nothing reads the environment after this.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Port the HTTP server listens on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3000, global = true)]
+    pub port: u16,
+
+    /// Address the HTTP server binds.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0", global = true)]
+    pub host: IpAddr,
+
+    /// Directory of the embedded database (used when DATABASE_URL is unset).
+    #[arg(long, env = "DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://PATH` (embedded, the default: `sqlite://DATA_DIR/chat.db`).
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// `redis://HOST:PORT`: numbers from Redis (scaled shape). Unset: numbers from the process.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// `HOST:PORT[,HOST:PORT…]`: events through Kafka (scaled shape). Unset: written directly.
+    #[arg(long, env = "KAFKA_BROKERS", global = true)]
+    pub kafka_brokers: Option<String>,
+
+    /// `http://HOST:9200`: search in Elasticsearch. Unset: search in the database.
+    #[arg(long, env = "ELASTICSEARCH_URL", global = true)]
+    pub elasticsearch_url: Option<String>,
+
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the rows live, decided by the scheme of `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite { url: String, file: PathBuf },
+}
+
+impl Config {
+    /// The database this configuration names, or a sentence saying what to change.
+    pub fn database(&self) -> anyhow::Result<Database> {
+        let Some(url) = self.database_url.as_deref().filter(|url| !url.is_empty()) else {
+            let file = self.data_dir.join("chat.db");
+            return Ok(Database::Sqlite {
+                url: format!("sqlite://{}", file.display()),
+                file,
+            });
+        };
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let file = PathBuf::from(path.split('?').next().unwrap_or(path));
+            return Ok(Database::Sqlite {
+                url: url.to_owned(),
+                file,
+            });
+        }
+        let scheme = url.split("://").next().unwrap_or(url);
+        bail!(
+            "DATABASE_URL uses the scheme {scheme:?}, which this build does not support; \
+             use sqlite://PATH, or unset DATABASE_URL for the embedded database in DATA_DIR"
+        )
+    }
+
+    /// Fails on settings that name a backend this build cannot use yet, instead of ignoring them.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.database()?;
+        for (name, value) in [
+            ("REDIS_URL", &self.redis_url),
+            ("KAFKA_BROKERS", &self.kafka_brokers),
+            ("ELASTICSEARCH_URL", &self.elasticsearch_url),
+        ] {
+            if value.as_deref().is_some_and(|v| !v.is_empty()) {
+                bail!(
+                    "{name} is set, but this build serves only the embedded shape; \
+                     unset {name} to run with the embedded counterpart"
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,282 @@
+//! The domain: what an application, a chat and a message are, and the rules their fields obey.
+//!
+//! Validation lives here, once: handlers turn raw input into these types and every layer below
+//! trusts them.
+
+use base64::Engine;
+use chrono::{DateTime, SubsecRound, Utc};
+use rand::RngCore;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// Longest application name, in characters.
+pub const NAME_MAX_CHARS: usize = 255;
+/// Longest message body, in bytes (a MySQL `TEXT` holds exactly this much).
+pub const BODY_MAX_BYTES: usize = 65_535;
+
+/// The current time, truncated to microseconds so that every store round-trips it unchanged.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// An application's public identifier: 192 random bits from a CSPRNG,
+/// base64url without padding (32 characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Token(String);
+
+impl Token {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 24];
+        // ThreadRng is a ChaCha CSPRNG seeded and periodically reseeded from the OS generator.
+        rand::rng().fill_bytes(&mut bytes);
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accepts what a client sent as a token. Anything that cannot be a token is simply unknown,
+    /// so this never fails with a validation error: the caller answers 404.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let plausible = !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        plausible.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A chat or message number as it appears in a path: 1, 2, 3 …
+/// Anything else (0, negative, past `i64::MAX`, not a number) names no resource.
+pub fn parse_number(raw: &str) -> Option<u64> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|n| *n >= 1 && *n <= i64::MAX as u64)
+}
+
+/// A validated application name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(raw: String) -> Result<Self, ApiError> {
+        if raw.trim().is_empty() {
+            return Err(ApiError::validation(
+                "name must not be empty or only white space",
+            ));
+        }
+        if raw.chars().count() > NAME_MAX_CHARS {
+            return Err(ApiError::validation(format!(
+                "name must be at most {NAME_MAX_CHARS} characters"
+            )));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A validated message body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body(String);
+
+impl Body {
+    pub fn parse(raw: String) -> Result<Self, ApiError> {
+        if raw.trim().is_empty() {
+            return Err(ApiError::validation(
+                "body must not be empty or only white space",
+            ));
+        }
+        if raw.len() > BODY_MAX_BYTES {
+            return Err(ApiError::validation(format!(
+                "body must be at most {BODY_MAX_BYTES} bytes"
+            )));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// An application as clients see it.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct Application {
+    pub token: String,
+    pub name: String,
+    pub chats_count: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A chat as clients see it. `chat_number` repeats `number` for clients of other implementations.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct Chat {
+    pub number: u64,
+    pub chat_number: u64,
+    pub messages_count: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Chat {
+    pub fn new(
+        number: u64,
+        messages_count: u64,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            number,
+            chat_number: number,
+            messages_count,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
+/// A message as clients see it. `message_number` repeats `number` for clients of other
+/// implementations.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct Message {
+    pub number: u64,
+    pub message_number: u64,
+    pub chat_number: u64,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Message {
+    pub fn new(
+        chat_number: u64,
+        number: u64,
+        body: String,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            number,
+            message_number: number,
+            chat_number,
+            body,
+            created_at,
+            updated_at,
+        }
+    }
+}
+
+/// Where a page of a list starts and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Items with a number greater than this (keyset pagination).
+    pub after: u64,
+    /// Items skipped after `after` (only used for `page=` style and for search).
+    pub offset: u64,
+    pub limit: u32,
+}
+
+/// A search term split into the words that must all occur in a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchTerms {
+    words: Vec<String>,
+}
+
+impl SearchTerms {
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let words: Vec<String> = raw.split_whitespace().map(str::to_owned).collect();
+        if words.is_empty() {
+            return Err(ApiError::bad_request("the search term must not be empty"));
+        }
+        if raw.len() > 1024 {
+            return Err(ApiError::bad_request(
+                "the search term must be at most 1024 bytes",
+            ));
+        }
+        Ok(Self { words })
+    }
+
+    pub fn words(&self) -> &[String] {
+        &self.words
+    }
+
+    /// The case-insensitive substring rule of SPEC §2, applied in Rust (any Unicode).
+    pub fn matches(&self, body: &str) -> bool {
+        let folded = fold(body);
+        self.words.iter().all(|w| folded.contains(&fold(w)))
+    }
+}
+
+/// Case folding for matching: lower case, Unicode aware.
+pub fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_unique_and_url_safe() {
+        let a = Token::generate();
+        let b = Token::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 32);
+        assert!(Token::parse(a.as_str()).is_some());
+    }
+
+    #[test]
+    fn numbers_outside_the_range_name_nothing() {
+        assert_eq!(parse_number("1"), Some(1));
+        for bad in [
+            "0",
+            "-1",
+            "abc",
+            "",
+            "18446744073709551616",
+            "9223372036854775808",
+        ] {
+            assert_eq!(parse_number(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_bodies_are_validated() {
+        assert!(Name::parse("  ".into()).is_err());
+        assert!(Name::parse("x".repeat(256)).is_err());
+        assert!(Name::parse("é".repeat(255)).is_ok());
+        assert!(Body::parse("\n\t".into()).is_err());
+        assert!(Body::parse("x".repeat(65_536)).is_err());
+        assert!(Body::parse("x".repeat(65_535)).is_ok());
+    }
+
+    #[test]
+    fn search_terms_match_all_words_case_insensitively() {
+        let terms = SearchTerms::parse("RROR Mess").unwrap();
+        assert!(terms.matches("error on all message"));
+        assert!(!terms.matches("error on all"));
+        assert!(SearchTerms::parse("  ").is_err());
+    }
+}

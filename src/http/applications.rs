@@ -1,0 +1,72 @@
+//! `/applications`: create, read, rename.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::{token, ApiPath, JsonObject};
+use crate::app::App;
+use crate::domain::{Application, Name};
+use crate::error::{ApiError, ErrorBody};
+
+/// `{"name": …}`, or wrapped as `{"application": {"name": …}}`. Unknown fields are ignored.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ApplicationInput {
+    /// 1 to 255 characters, not only white space.
+    name: String,
+}
+
+#[utoipa::path(post, path = "/applications", tag = "applications",
+    request_body = ApplicationInput,
+    responses(
+        (status = 201, description = "created; the token identifies it from now on", body = Application),
+        (status = 400, description = "malformed JSON", body = ErrorBody),
+        (status = 422, description = "invalid name", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(app): State<Arc<App>>,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<Application>), ApiError> {
+    let name = Name::parse(body.string("application", "name")?)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(app.create_application(name).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/applications/{token}", tag = "applications",
+    params(("token" = String, Path, description = "the application's token")),
+    responses(
+        (status = 200, body = Application),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn show(
+    State(app): State<Arc<App>>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<Application>, ApiError> {
+    Ok(Json(app.application(&token(&raw)?).await?))
+}
+
+#[utoipa::path(put, path = "/applications/{token}", tag = "applications",
+    description = "Renames the application. PATCH does the same.",
+    params(("token" = String, Path, description = "the application's token")),
+    request_body = ApplicationInput,
+    responses(
+        (status = 200, body = Application),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn update(
+    State(app): State<Arc<App>>,
+    ApiPath(raw): ApiPath<String>,
+    body: JsonObject,
+) -> Result<Json<Application>, ApiError> {
+    let token = token(&raw)?;
+    let name = Name::parse(body.string("application", "name")?)?;
+    Ok(Json(app.rename_application(&token, name).await?))
+}

@@ -1,0 +1,68 @@
+//! `/applications/{token}/chats`: create, list, read.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+
+use super::extract::{number, token, ApiPath, ApiQuery, JsonObject, Pagination};
+use crate::app::App;
+use crate::domain::Chat;
+use crate::error::{ApiError, ErrorBody};
+
+#[utoipa::path(post, path = "/applications/{token}/chats", tag = "chats",
+    description = "Creates the application's next chat. The body may be empty or `{}`.",
+    params(("token" = String, Path)),
+    responses(
+        (status = 201, body = Chat),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn create(
+    State(app): State<Arc<App>>,
+    ApiPath(raw): ApiPath<String>,
+    _body: JsonObject,
+) -> Result<(StatusCode, Json<Chat>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(app.create_chat(&token(&raw)?).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/applications/{token}/chats", tag = "chats",
+    description = "Chats by number. A `Link: <…>; rel=\"next\"` header gives the next page.",
+    params(
+        ("token" = String, Path),
+        ("per_page" = Option<u32>, Query, description = "1 to 1000, default 50"),
+        ("after" = Option<u64>, Query, description = "start after this number (keyset)"),
+        ("page" = Option<u64>, Query, description = "page number from 1 (when `after` is absent)"),
+    ),
+    responses(
+        (status = 200, body = Vec<Chat>),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn list(
+    State(app): State<Arc<App>>,
+    OriginalUri(uri): OriginalUri,
+    ApiPath(raw): ApiPath<String>,
+    query: ApiQuery,
+) -> Result<Response, ApiError> {
+    let pagination = Pagination::from_query(&query)?;
+    let chats = app.chats(&token(&raw)?, pagination.page()).await?;
+    Ok(pagination.respond(chats, uri.path(), &query, |chat| chat.number, true))
+}
+
+#[utoipa::path(get, path = "/applications/{token}/chats/{chat_number}", tag = "chats",
+    params(("token" = String, Path), ("chat_number" = u64, Path)),
+    responses(
+        (status = 200, body = Chat),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn show(
+    State(app): State<Arc<App>>,
+    ApiPath((raw, chat)): ApiPath<(String, String)>,
+) -> Result<Json<Chat>, ApiError> {
+    Ok(Json(app.chat(&token(&raw)?, number(&chat, "chat")?).await?))
+}

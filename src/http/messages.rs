@@ -1,0 +1,184 @@
+//! `/applications/{token}/chats/{chat_number}/messages`: create, list, read, edit, search;
+//! and the seed's `/search`.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::{number, token, ApiPath, ApiQuery, JsonObject, Pagination};
+use crate::app::App;
+use crate::domain::{Body, Message, SearchTerms, Token};
+use crate::error::{ApiError, ErrorBody};
+
+/// `{"body": …}`, or wrapped as `{"message": {"body": …}}`. Unknown fields are ignored.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct MessageInput {
+    /// 1 to 65 535 bytes, not only white space.
+    body: String,
+}
+
+fn body(input: &JsonObject) -> Result<Body, ApiError> {
+    Body::parse(input.string("message", "body")?)
+}
+
+#[utoipa::path(post, path = "/applications/{token}/chats/{chat_number}/messages", tag = "messages",
+    params(("token" = String, Path), ("chat_number" = u64, Path)),
+    request_body = MessageInput,
+    responses(
+        (status = 201, body = Message),
+        (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn create(
+    State(app): State<Arc<App>>,
+    ApiPath((raw, chat)): ApiPath<(String, String)>,
+    input: JsonObject,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
+    let message = app.create_message(&token, chat, body(&input)?).await?;
+    Ok((StatusCode::CREATED, Json(message)))
+}
+
+#[utoipa::path(get, path = "/applications/{token}/chats/{chat_number}/messages", tag = "messages",
+    description = "Messages by number. A `Link: <…>; rel=\"next\"` header gives the next page.",
+    params(
+        ("token" = String, Path), ("chat_number" = u64, Path),
+        ("per_page" = Option<u32>, Query, description = "1 to 1000, default 50"),
+        ("after" = Option<u64>, Query, description = "start after this number (keyset)"),
+        ("page" = Option<u64>, Query, description = "page number from 1 (when `after` is absent)"),
+    ),
+    responses(
+        (status = 200, body = Vec<Message>),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn list(
+    State(app): State<Arc<App>>,
+    OriginalUri(uri): OriginalUri,
+    ApiPath((raw, chat)): ApiPath<(String, String)>,
+    query: ApiQuery,
+) -> Result<Response, ApiError> {
+    let pagination = Pagination::from_query(&query)?;
+    let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
+    let messages = app.messages(&token, chat, pagination.page()).await?;
+    Ok(pagination.respond(messages, uri.path(), &query, |message| message.number, true))
+}
+
+#[utoipa::path(get, path = "/applications/{token}/chats/{chat_number}/messages/{number}", tag = "messages",
+    params(("token" = String, Path), ("chat_number" = u64, Path), ("number" = u64, Path)),
+    responses(
+        (status = 200, body = Message),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn show(
+    State(app): State<Arc<App>>,
+    ApiPath((raw, chat, message)): ApiPath<(String, String, String)>,
+) -> Result<Json<Message>, ApiError> {
+    let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
+    Ok(Json(
+        app.message(&token, chat, number(&message, "message")?)
+            .await?,
+    ))
+}
+
+#[utoipa::path(put, path = "/applications/{token}/chats/{chat_number}/messages/{number}", tag = "messages",
+    description = "Replaces the body. PATCH does the same.",
+    params(("token" = String, Path), ("chat_number" = u64, Path), ("number" = u64, Path)),
+    request_body = MessageInput,
+    responses(
+        (status = 200, body = Message),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn update(
+    State(app): State<Arc<App>>,
+    ApiPath((raw, chat, message)): ApiPath<(String, String, String)>,
+    input: JsonObject,
+) -> Result<Json<Message>, ApiError> {
+    let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
+    let number = number(&message, "message")?;
+    Ok(Json(
+        app.edit_message(&token, chat, number, body(&input)?)
+            .await?,
+    ))
+}
+
+const SEARCH_TERM: [&str; 3] = ["q", "query", "body"];
+
+async fn search_in(
+    app: &App,
+    uri: &axum::http::Uri,
+    token: Token,
+    chat: u64,
+    query: &ApiQuery,
+) -> Result<Response, ApiError> {
+    let pagination = Pagination::from_query(query)?;
+    let raw = query.get_any(&SEARCH_TERM).ok_or_else(|| {
+        ApiError::bad_request("the search term is missing: pass q, query or body")
+    })?;
+    let terms = SearchTerms::parse(raw)?;
+    let found = app.search(&token, chat, &terms, pagination.page()).await?;
+    Ok(pagination.respond(found, uri.path(), query, |message| message.number, false))
+}
+
+#[utoipa::path(get, path = "/applications/{token}/chats/{chat_number}/messages/search", tag = "search",
+    description = "Messages of one chat whose body contains every word of the term, case-insensitively \
+                   (substring match: `rror` finds `error`). Most relevant first, then by number. \
+                   The term may be named `q`, `query` or `body`. Pages continue with `page`.",
+    params(
+        ("token" = String, Path), ("chat_number" = u64, Path),
+        ("q" = String, Query, description = "the search term (or `query`, or `body`)"),
+        ("per_page" = Option<u32>, Query), ("page" = Option<u64>, Query),
+    ),
+    responses(
+        (status = 200, body = Vec<Message>),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn search(
+    State(app): State<Arc<App>>,
+    OriginalUri(uri): OriginalUri,
+    ApiPath((raw, chat)): ApiPath<(String, String)>,
+    query: ApiQuery,
+) -> Result<Response, ApiError> {
+    let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
+    search_in(&app, &uri, token, chat, &query).await
+}
+
+#[utoipa::path(get, path = "/search", tag = "search",
+    description = "The seed's search: the same as `/applications/{token}/chats/{chat_number}/messages/search`.",
+    params(
+        ("application_token" = String, Query), ("chat_number" = u64, Query),
+        ("body" = String, Query, description = "the search term (or `q`, or `query`)"),
+        ("per_page" = Option<u32>, Query), ("page" = Option<u64>, Query),
+    ),
+    responses(
+        (status = 200, body = Vec<Message>),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn seed_search(
+    State(app): State<Arc<App>>,
+    OriginalUri(uri): OriginalUri,
+    query: ApiQuery,
+) -> Result<Response, ApiError> {
+    let raw_token = query
+        .get("application_token")
+        .ok_or_else(|| ApiError::bad_request("application_token is missing"))?;
+    let raw_chat = query
+        .get("chat_number")
+        .ok_or_else(|| ApiError::bad_request("chat_number is missing"))?;
+    let chat = raw_chat
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| ApiError::bad_request("chat_number must be a positive integer"))?;
+    let chat = number(&chat.to_string(), "chat")?;
+    search_in(&app, &uri, token(raw_token)?, chat, &query).await
+}

@@ -1,0 +1,77 @@
+//! Operational endpoints: liveness, readiness, metrics, the OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+use utoipa::OpenApi;
+
+use crate::app::App;
+
+/// The API contract, generated from the handlers. `openapi.json` in the repository is a copy of
+/// it that a test keeps in step.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chat-system",
+        description = "Applications hold numbered chats; chats hold numbered \
+        messages; messages are searchable. Every route is also served under /api/v1."
+    ),
+    paths(
+        super::applications::create,
+        super::applications::show,
+        super::applications::update,
+        super::chats::create,
+        super::chats::list,
+        super::chats::show,
+        super::messages::create,
+        super::messages::list,
+        super::messages::show,
+        super::messages::update,
+        super::messages::search,
+        super::messages::seed_search,
+        health,
+        ready,
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
+)]
+pub struct ApiDoc;
+
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "the process is alive")))]
+pub async fn health() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "every backend answers"),
+        (status = 503, description = "a backend does not answer"),
+    ))]
+pub async fn ready(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.ready().await {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable"})),
+        )
+    }
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,26 @@
+//! The sequencer port: who hands out chat and message numbers.
+//!
+//! - [`memory::MemorySequencer`] (embedded): counters in the process, started from the store.
+//!   Correct because exactly one process serves a data directory (see `app::DataLock`).
+
+mod memory;
+
+pub use memory::MemorySequencer;
+
+use async_trait::async_trait;
+
+use crate::domain::Token;
+use crate::error::BackendError;
+
+#[async_trait]
+pub trait Sequencer: Send + Sync {
+    /// The next chat number of an application, or `None` if the application does not exist.
+    async fn next_chat_number(&self, token: &Token) -> Result<Option<u64>, BackendError>;
+
+    /// The next message number of a chat, or `None` if the chat does not exist.
+    async fn next_message_number(
+        &self,
+        token: &Token,
+        chat: u64,
+    ) -> Result<Option<u64>, BackendError>;
+}

@@ -1,0 +1,63 @@
+//! The store port: where applications, chats and messages live.
+//!
+//! [`Store::apply`] is the only write path for every shape: one transaction per batch,
+//! idempotent (replaying a batch changes nothing), counts updated inside it. Reads answer
+//! `Ok(None)` when the parent named in the request does not exist, so handlers can say 404.
+
+mod sqlite;
+mod sqlite_apply;
+mod sqlite_search;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+use crate::domain::{Application, Chat, Message, Page, Token};
+use crate::error::BackendError;
+use crate::events::{Applied, Event};
+
+/// What `sync-counts` changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    pub applications_fixed: u64,
+    pub chats_fixed: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Applies a batch in one transaction and returns one outcome per event, in order.
+    async fn apply(&self, batch: &[Event]) -> Result<Vec<Applied>, BackendError>;
+
+    async fn application(&self, token: &Token) -> Result<Option<Application>, BackendError>;
+    async fn chats(&self, token: &Token, page: Page) -> Result<Option<Vec<Chat>>, BackendError>;
+    async fn chat(&self, token: &Token, number: u64) -> Result<Option<Chat>, BackendError>;
+    async fn messages(
+        &self,
+        token: &Token,
+        chat: u64,
+        page: Page,
+    ) -> Result<Option<Vec<Message>>, BackendError>;
+    async fn message(
+        &self,
+        token: &Token,
+        chat: u64,
+        number: u64,
+    ) -> Result<Option<Message>, BackendError>;
+
+    /// The highest chat number stored for an application (0 if none), or `None` if the
+    /// application does not exist. Sequencers start from it.
+    async fn last_chat_number(&self, token: &Token) -> Result<Option<u64>, BackendError>;
+    /// The highest message number stored in a chat (0 if none), or `None` if the chat does not
+    /// exist.
+    async fn last_message_number(
+        &self,
+        token: &Token,
+        chat: u64,
+    ) -> Result<Option<u64>, BackendError>;
+
+    /// Recomputes `chats_count` and `messages_count` from the rows.
+    async fn sync_counts(&self) -> Result<SyncReport, BackendError>;
+
+    /// Whether the backend answers.
+    async fn ping(&self) -> Result<(), BackendError>;
+}

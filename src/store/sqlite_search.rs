@@ -1,0 +1,96 @@
+//! Search for the embedded store: SQLite FTS5 with the trigram tokenizer.
+//!
+//! Every word of 3 or more characters becomes a quoted FTS5 string (so nothing the user types is
+//! query syntax, `%` and `_` included); FTS5 finds the bodies that contain all of them, ranked by
+//! bm25. Words shorter than 3 characters cannot use a trigram index: they are checked in Rust
+//! over the candidates (or over the chat's messages when every word is short).
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+
+use super::sqlite::{message, SqliteStore};
+use crate::domain::{Message, Page, SearchTerms, Token};
+use crate::error::BackendError;
+use crate::search::Search;
+
+/// Trigram matching needs at least this many characters in a word.
+const TRIGRAM: usize = 3;
+
+const FTS_QUERY: &str = "SELECT m.number, m.body, m.created_at, m.updated_at \
+     FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
+     WHERE messages_fts MATCH ?1 AND m.chat_id = ?2 \
+     ORDER BY messages_fts.rank, m.number";
+
+/// An FTS5 expression that matches the words literally: each one a quoted string, all required.
+fn fts_expression(words: &[&String]) -> String {
+    words
+        .iter()
+        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+#[async_trait]
+impl Search for SqliteStore {
+    async fn search(
+        &self,
+        token: &Token,
+        chat: u64,
+        terms: &SearchTerms,
+        page: Page,
+    ) -> Result<Option<Vec<Message>>, BackendError> {
+        let Some(chat_id) = self.chat_id(token, chat).await? else {
+            return Ok(None);
+        };
+        let (indexed, short): (Vec<&String>, Vec<&String>) = terms
+            .words()
+            .iter()
+            .partition(|word| word.chars().count() >= TRIGRAM);
+        let expression = fts_expression(&indexed);
+        if short.is_empty() {
+            let rows: Vec<(i64, String, i64, i64)> =
+                sqlx::query_as(&format!("{FTS_QUERY} LIMIT ?3 OFFSET ?4"))
+                    .bind(&expression)
+                    .bind(chat_id)
+                    .bind(i64::from(page.limit))
+                    .bind(page.offset as i64)
+                    .fetch_all(&self.readers)
+                    .await?;
+            return Ok(Some(
+                rows.into_iter().map(|row| message(chat, row)).collect(),
+            ));
+        }
+        let rows = if indexed.is_empty() {
+            sqlx::query_as::<_, (i64, String, i64, i64)>(
+                "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ?1 ORDER BY number",
+            )
+            .bind(chat_id)
+            .fetch(&self.readers)
+        } else {
+            sqlx::query_as::<_, (i64, String, i64, i64)>(FTS_QUERY)
+                .bind(expression)
+                .bind(chat_id)
+                .fetch(&self.readers)
+        };
+        let found: Vec<Message> = rows
+            .try_filter(|(_, body, _, _)| std::future::ready(terms.matches(body)))
+            .skip(page.offset as usize)
+            .take(page.limit as usize)
+            .map_ok(|row| message(chat, row))
+            .try_collect()
+            .await?;
+        Ok(Some(found))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_every_word_and_doubles_inner_quotes() {
+        let words = ["a\"b".to_owned(), "OR".to_owned(), "x*".to_owned()];
+        let refs: Vec<&String> = words.iter().collect();
+        assert_eq!(fts_expression(&refs), r#""a""b" AND "OR" AND "x*""#);
+    }
+}
