@@ -1,0 +1,162 @@
+//! Test helpers: start the app on port 0 in a temporary directory, and speak JSON to it.
+
+use std::path::{Path, PathBuf};
+
+use chat_system::app::App;
+use chat_system::config::{Config, LogFormat};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub fn config(data_dir: &Path) -> Config {
+    Config {
+        port: 0,
+        host: "127.0.0.1".parse().expect("loopback address"),
+        data_dir: data_dir.to_path_buf(),
+        database_url: None,
+        redis_url: None,
+        kafka_brokers: None,
+        elasticsearch_url: None,
+        log_format: LogFormat::Text,
+    }
+}
+
+/// Starts the server in this process on a random port with a fresh data directory.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    spawn_app_in(dir).await
+}
+
+pub async fn spawn_app_in(dir: TempDir) -> TestApp {
+    let app = App::build(&config(dir.path())).await.expect("app starts");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    let address = format!("http://{}", listener.local_addr().expect("local address"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        dir,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Shuts the server down gracefully and hands back its data directory.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// GET that must answer 200; returns the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("JSON body")
+    }
+
+    pub async fn create_application(&self, name: &str) -> String {
+        let response = self
+            .post("/applications", serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("JSON body");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn create_chat(&self, token: &str) -> u64 {
+        let response = self
+            .post(
+                &format!("/applications/{token}/chats"),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = response.json().await.expect("JSON body");
+        body["number"].as_u64().expect("number")
+    }
+
+    pub async fn create_message(&self, token: &str, chat: u64, body: &str) -> u64 {
+        let path = format!("/applications/{token}/chats/{chat}/messages");
+        let response = self.post(&path, serde_json::json!({ "body": body })).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "POST {path}");
+        let json: Value = response.json().await.expect("JSON body");
+        json["number"].as_u64().expect("number")
+    }
+}
+
+/// Asserts the error shape `{"error": {"code", "message"}}` and returns the code.
+pub async fn error_code(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("errors are JSON");
+    let message = body["error"]["message"].as_str().expect("error.message");
+    for leak in ["SELECT", "INSERT", "sqlite", "sqlx", "panicked", "src/"] {
+        assert!(!message.contains(leak), "internal detail in {message:?}");
+    }
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned()
+}
+
+/// Asserts that a resource carries exactly these keys (no internal id can hide among them).
+pub fn assert_keys(value: &Value, keys: &[&str]) {
+    let mut found: Vec<&str> = value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    found.sort_unstable();
+    let mut expected = keys.to_vec();
+    expected.sort_unstable();
+    assert_eq!(found, expected);
+}
+
+/// The compiled binary, for tests that run it as a child process.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chat-system"))
+}

@@ -1,0 +1,11 @@
+//! One integration-test binary: every test drives the real HTTP server on a random port with a
+//! temporary data directory (and, for the crash tests, the real binary as a child process).
+
+mod applications;
+mod chats;
+mod crash;
+mod errors;
+mod helpers;
+mod messages;
+mod ops;
+mod search;

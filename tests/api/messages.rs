@@ -1,0 +1,279 @@
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_keys, error_code, spawn_app};
+
+#[tokio::test]
+async fn the_seed_curl_flow_works_verbatim() {
+    let app = spawn_app().await;
+    let created: Value = app
+        .client
+        .post(app.url("/applications/"))
+        .header("cache-control", "no-cache")
+        .header("content-type", "application/json")
+        .body(r#"{"name":"test6"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap();
+    let chat: Value = app
+        .client
+        .post(app.url(&format!("/applications/{token}/chats")))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chat["number"], 1);
+    let chats: Value = app.get_json(&format!("/applications/{token}/chats/")).await;
+    assert_eq!(chats.as_array().unwrap().len(), 1);
+
+    let response = app
+        .client
+        .post(app.url(&format!("/applications/{token}/chats/1/messages/")))
+        .header("content-type", "application/json")
+        .body(r#"{"body": "error on all message"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let message: Value = response.json().await.unwrap();
+    assert_keys(
+        &message,
+        &[
+            "number",
+            "message_number",
+            "chat_number",
+            "body",
+            "created_at",
+            "updated_at",
+        ],
+    );
+    assert_eq!(message["number"], 1);
+    assert_eq!(message["chat_number"], 1);
+
+    let response = app
+        .client
+        .put(app.url(&format!("/applications/{token}/chats/1/messages/1")))
+        .header("content-type", "application/json")
+        .body(r#"{"body": "error message"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let messages = app
+        .get_json(&format!("/applications/{token}/chats/1/messages"))
+        .await;
+    assert_eq!(messages[0]["body"], "error message");
+    let found = app
+        .get_json(&format!(
+            "/search?application_token={token}&chat_number=1&body=rror"
+        ))
+        .await;
+    assert_eq!(found[0]["body"], "error message");
+}
+
+#[tokio::test]
+async fn concurrent_creations_number_messages_1_to_n_per_chat_and_share_transactions() {
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chats = [app.create_chat(&token).await, app.create_chat(&token).await];
+    let per_chat = 200;
+    let mut tasks = Vec::new();
+    for chat in chats {
+        for i in 0..per_chat {
+            let client = reqwest::Client::new();
+            let url = app.url(&format!("/applications/{token}/chats/{chat}/messages"));
+            tasks.push(tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .json(&json!({ "body": format!("m{i}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::CREATED);
+                response.json::<Value>().await.unwrap()["number"]
+                    .as_u64()
+                    .unwrap()
+            }));
+        }
+    }
+    let mut numbers = Vec::new();
+    for task in tasks {
+        numbers.push(task.await.unwrap());
+    }
+    for (index, chat) in chats.iter().enumerate() {
+        let mine: BTreeSet<u64> = numbers[index * per_chat..(index + 1) * per_chat]
+            .iter()
+            .copied()
+            .collect();
+        assert_eq!(
+            mine,
+            (1..=per_chat as u64).collect(),
+            "no gap, no duplicate"
+        );
+        let stored = app
+            .get_json(&format!("/applications/{token}/chats/{chat}"))
+            .await;
+        assert_eq!(stored["messages_count"], per_chat as u64);
+        let listed = app
+            .get_json(&format!(
+                "/applications/{token}/chats/{chat}/messages?per_page=1000"
+            ))
+            .await;
+        assert_eq!(listed.as_array().unwrap().len(), per_chat);
+    }
+    // Group commit: the writer put several requests into one transaction.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let events = value("chat_write_batch_size_sum");
+    let batches = value("chat_write_batch_size_count");
+    assert!(events >= (2 * per_chat) as f64);
+    assert!(
+        batches < events,
+        "{batches} transactions for {events} events"
+    );
+}
+
+#[tokio::test]
+async fn messages_are_read_listed_and_edited() {
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    for i in 1..=5 {
+        assert_eq!(
+            app.create_message(&token, chat, &format!("body {i}")).await,
+            i
+        );
+    }
+    let base = format!("/applications/{token}/chats/{chat}/messages");
+    let third = app.get_json(&format!("{base}/3")).await;
+    assert_eq!(third["body"], "body 3");
+    assert_eq!(third["message_number"], 3);
+
+    let response = app.get(&format!("{base}?per_page=2&after=2")).await;
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    assert!(
+        link.contains("after=4") && link.contains("per_page=2"),
+        "{link}"
+    );
+    let page: Vec<Value> = response.json().await.unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|m| m["number"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+
+    let wrapped = app
+        .request(
+            Method::PATCH,
+            &format!("{base}/3"),
+            Some(json!({ "message": { "body": "edited" } })),
+        )
+        .await;
+    assert_eq!(wrapped.status(), StatusCode::OK);
+    let edited: Value = wrapped.json().await.unwrap();
+    assert_eq!(edited["body"], "edited");
+    assert_eq!(edited["created_at"], third["created_at"]);
+    assert_eq!(app.get_json(&format!("{base}/3")).await["body"], "edited");
+    assert_eq!(
+        app.get_json(&format!("/applications/{token}/chats/{chat}"))
+            .await["messages_count"],
+        5
+    );
+
+    for path in [
+        format!("{base}/6"),
+        format!("{base}/0"),
+        format!("/applications/{token}/chats/9/messages/1"),
+    ] {
+        let response = app
+            .request(Method::PUT, &path, Some(json!({ "body": "x" })))
+            .await;
+        assert_eq!(
+            error_code(response, StatusCode::NOT_FOUND).await,
+            "not_found",
+            "{path}"
+        );
+        let response = app.get(&path).await;
+        assert_eq!(
+            error_code(response, StatusCode::NOT_FOUND).await,
+            "not_found",
+            "{path}"
+        );
+    }
+    let response = app
+        .post(
+            &format!("/applications/{token}/chats/9/messages"),
+            json!({ "body": "x" }),
+        )
+        .await;
+    assert_eq!(
+        error_code(response, StatusCode::NOT_FOUND).await,
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn bodies_are_validated_and_size_limited() {
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    let path = format!("/applications/{token}/chats/{chat}/messages");
+    for body in [
+        json!({}),
+        json!({ "body": 1 }),
+        json!({ "body": "  " }),
+        json!({ "body": "x".repeat(65_536) }),
+    ] {
+        let response = app.post(&path, body.clone()).await;
+        assert_eq!(
+            error_code(response, StatusCode::UNPROCESSABLE_ENTITY).await,
+            "validation_failed"
+        );
+    }
+    assert_eq!(
+        app.create_message(&token, chat, &"é".repeat(65_534 / 2))
+            .await,
+        1
+    );
+    let response = app
+        .post(&path, json!({ "body": "x".repeat(2 * 1024 * 1024) }))
+        .await;
+    assert_eq!(
+        error_code(response, StatusCode::PAYLOAD_TOO_LARGE).await,
+        "payload_too_large"
+    );
+    // Nothing failed consumed a number.
+    assert_eq!(app.create_message(&token, chat, "next").await, 2);
+}
+
+#[tokio::test]
+async fn a_graceful_restart_keeps_everything_and_continues_the_numbers() {
+    let app = crate::helpers::spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    app.create_message(&token, chat, "before").await;
+    let dir = app.stop().await;
+    let app = crate::helpers::spawn_app_in(dir).await;
+    assert_eq!(
+        app.get_json(&format!("/applications/{token}/chats/{chat}/messages/1"))
+            .await["body"],
+        "before"
+    );
+    assert_eq!(app.create_chat(&token).await, 2);
+    assert_eq!(app.create_message(&token, chat, "after").await, 2);
+}

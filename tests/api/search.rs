@@ -1,0 +1,209 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{error_code, spawn_app, TestApp};
+
+async fn numbers(app: &TestApp, path: &str) -> Vec<u64> {
+    let found = app.get_json(path).await;
+    found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["number"].as_u64().unwrap())
+        .collect()
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn search_matches_substrings_case_insensitively_with_every_word() {
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    let other = app.create_chat(&token).await;
+    let bodies = [
+        "error on all message",             // 1
+        "ERROR: disk full",                 // 2
+        "all good here",                    // 3
+        "100% sure_thing",                  // 4
+        "1000 surething",                   // 5
+        "Größe und Übermaß 日本語テキスト", // 6
+        "say \"quoted\" OR NOT",            // 7
+    ];
+    for body in bodies {
+        app.create_message(&token, chat, body).await;
+    }
+    app.create_message(&token, other, "error in the other chat")
+        .await;
+    let search = |q: &str| {
+        format!(
+            "/applications/{token}/chats/{chat}/messages/search?q={}",
+            encode(q)
+        )
+    };
+
+    assert_eq!(numbers(&app, &search("rror")).await.len(), 2);
+    let mut both = numbers(&app, &search("ERROR")).await;
+    both.sort_unstable();
+    assert_eq!(both, vec![1, 2]);
+    assert_eq!(numbers(&app, &search("rror all")).await, vec![1]);
+    assert_eq!(numbers(&app, &search("all message error")).await, vec![1]);
+    assert_eq!(
+        numbers(&app, &search("rror nothing")).await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(numbers(&app, &search("0%")).await, vec![4], "% is literal");
+    assert_eq!(numbers(&app, &search("e_t")).await, vec![4], "_ is literal");
+    assert_eq!(numbers(&app, &search("größe")).await, vec![6]);
+    assert_eq!(numbers(&app, &search("übermaß")).await, vec![6]);
+    assert_eq!(
+        numbers(&app, &search("本語")).await,
+        vec![6],
+        "short CJK term"
+    );
+    assert_eq!(
+        numbers(&app, &search("\"quoted\" or")).await,
+        vec![7],
+        "quotes and OR are literal"
+    );
+    assert_eq!(numbers(&app, &search("NOT")).await, vec![7]);
+    assert_eq!(numbers(&app, &search("*")).await, Vec::<u64>::new());
+    let mut short = numbers(&app, &search("er")).await;
+    short.sort_unstable();
+    assert_eq!(short, vec![1, 2, 3, 6], "a two-letter term still works");
+    assert_eq!(numbers(&app, &search("l")).await.len(), 3);
+}
+
+#[tokio::test]
+async fn both_routes_accept_q_query_and_body_and_rank_then_number() {
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    app.create_message(
+        &token,
+        chat,
+        "a long message that mentions the word error only once among many others",
+    )
+    .await;
+    app.create_message(&token, chat, "error error error").await;
+    app.create_message(
+        &token,
+        chat,
+        "a long message that mentions the word error only once among many others",
+    )
+    .await;
+    let expected = vec![2, 1, 3];
+    assert_eq!(
+        numbers(
+            &app,
+            &format!("/search?application_token={token}&chat_number={chat}&body=error")
+        )
+        .await,
+        expected
+    );
+    assert_eq!(
+        numbers(
+            &app,
+            &format!("/search?application_token={token}&chat_number={chat}&q=error")
+        )
+        .await,
+        expected
+    );
+    assert_eq!(
+        numbers(
+            &app,
+            &format!("/api/v1/applications/{token}/chats/{chat}/messages/search?query=error")
+        )
+        .await,
+        expected
+    );
+
+    let response = app
+        .get(&format!(
+            "/applications/{token}/chats/{chat}/messages/search?q=error&per_page=2"
+        ))
+        .await;
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    assert!(
+        link.contains("page=2") && link.contains("q=error"),
+        "{link}"
+    );
+    let first: Vec<Value> = response.json().await.unwrap();
+    assert_eq!(first.len(), 2);
+    let next = link.trim_start_matches('<').split('>').next().unwrap();
+    assert_eq!(numbers(&app, next).await, vec![3]);
+}
+
+#[tokio::test]
+async fn an_edited_message_is_found_by_its_new_body_only() {
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    app.create_message(&token, chat, "original wording").await;
+    let path = format!("/applications/{token}/chats/{chat}/messages/1");
+    let response = app
+        .request(
+            reqwest::Method::PUT,
+            &path,
+            Some(serde_json::json!({ "body": "replacement text" })),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let search = format!("/applications/{token}/chats/{chat}/messages/search?q=");
+    assert_eq!(
+        numbers(&app, &format!("{search}original")).await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        numbers(&app, &format!("{search}or")).await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(numbers(&app, &format!("{search}placement")).await, vec![1]);
+}
+
+#[tokio::test]
+async fn search_errors() {
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    let cases = [
+        (
+            format!("/applications/{token}/chats/{chat}/messages/search"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/applications/{token}/chats/{chat}/messages/search?q=%20%20"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/search?application_token={token}&body=x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/search?application_token={token}&chat_number=x&body=x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/search?chat_number=1&body=x".to_owned(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("/search?application_token={token}&chat_number=2&body=x"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/search?application_token=nope&chat_number=1&body=x".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("/applications/{token}/chats/5/messages/search?q=x"),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (path, status) in cases {
+        let response = app.get(&path).await;
+        error_code(response, status).await;
+    }
+}
