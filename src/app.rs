@@ -12,11 +12,15 @@ use tower_http::normalize_path::NormalizePath;
 
 use crate::config::{Config, Database};
 use crate::events::direct::DirectSink;
-use crate::events::EventSink;
+use crate::events::{Backlog, EventSink, NoBacklog};
 use crate::metrics::Metrics;
 use crate::search::Search;
-use crate::sequencer::{MemorySequencer, Sequencer};
-use crate::store::{SqliteStore, Store, SyncReport};
+use crate::sequencer::{MemorySequencer, RedisSequencer, Sequencer};
+use crate::store::{MysqlStore, SqliteStore, Store, SyncReport};
+
+/// How long after a Redis reset a number drawn before it may still reach the broker: the
+/// producer's delivery timeout plus a margin. The recovery waits this out.
+const DELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(7);
 
 /// Everything a request needs. Handlers only see these traits, never a backend type.
 pub struct App {
@@ -29,41 +33,157 @@ pub struct App {
     _lock: Option<DataLock>,
 }
 
+/// A store and its search, from the same backend.
+struct Backend {
+    store: Arc<dyn Store>,
+    search: Arc<dyn Search>,
+    lock: Option<DataLock>,
+}
+
+impl Backend {
+    fn of<T: Store + Search + 'static>(backend: T, lock: Option<DataLock>) -> Self {
+        let backend = Arc::new(backend);
+        Self {
+            store: backend.clone(),
+            search: backend,
+            lock,
+        }
+    }
+
+    /// Opens the configured database (applying migrations). `lock`: take the embedded data
+    /// directory for this process (the server does; `migrate` and `sync-counts` need not).
+    async fn open(config: &Config, lock: bool) -> anyhow::Result<Self> {
+        Ok(match config.database()? {
+            Database::Sqlite { url, file } => {
+                let lock = if lock {
+                    Some(DataLock::acquire(&file)?)
+                } else {
+                    None
+                };
+                Self::of(SqliteStore::open(&url).await?, lock)
+            }
+            Database::Mysql { url } => Self::of(MysqlStore::open(&url).await?, None),
+        })
+    }
+}
+
 impl App {
     /// Opens the backends the configuration names and starts the writer.
     pub async fn build(config: &Config) -> anyhow::Result<Arc<Self>> {
         let metrics = Metrics::new();
-        match config.database()? {
-            Database::Sqlite { url, file } => {
-                let lock = DataLock::acquire(&file)?;
-                let store = Arc::new(SqliteStore::open(&url).await?);
-                let sink = Arc::new(DirectSink::start(store.clone(), metrics.clone()));
-                Ok(Arc::new(Self {
-                    sequencer: Arc::new(MemorySequencer::new(store.clone())),
-                    search: store.clone(),
-                    store,
-                    sink,
-                    metrics,
-                    _lock: Some(lock),
-                }))
+        let Backend {
+            store,
+            search,
+            lock,
+        } = Backend::open(config, true).await?;
+        let (sink, backlog) = Self::sink(config, &store, &metrics)?;
+        let sequencer: Arc<dyn Sequencer> = match config.redis() {
+            Some(url) => {
+                let grace = DELIVERY_GRACE;
+                Arc::new(
+                    RedisSequencer::connect(url, &config.namespace, store.clone(), backlog, grace)
+                        .await?,
+                )
+            }
+            None => Arc::new(MemorySequencer::new(store.clone())),
+        };
+        Ok(Arc::new(Self {
+            store,
+            sequencer,
+            sink,
+            search,
+            metrics,
+            _lock: lock,
+        }))
+    }
+
+    #[cfg(feature = "kafka")]
+    fn sink(
+        config: &Config,
+        store: &Arc<dyn Store>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<(Arc<dyn EventSink>, Arc<dyn Backlog>)> {
+        use crate::events::kafka::{KafkaBacklog, KafkaSink, Topics};
+        Ok(match config.kafka() {
+            Some(brokers) => {
+                let topics = Topics::new(&config.namespace);
+                (
+                    Arc::new(KafkaSink::connect(brokers, topics.clone(), store.clone())?),
+                    Arc::new(KafkaBacklog::new(brokers, topics)),
+                )
+            }
+            None => (
+                Arc::new(DirectSink::start(store.clone(), metrics.clone())),
+                Arc::new(NoBacklog),
+            ),
+        })
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    fn sink(
+        _config: &Config,
+        store: &Arc<dyn Store>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<(Arc<dyn EventSink>, Arc<dyn Backlog>)> {
+        Ok((
+            Arc::new(DirectSink::start(store.clone(), metrics.clone())),
+            Arc::new(NoBacklog),
+        ))
+    }
+
+    /// Applies the migrations of the configured database, and creates the Kafka topics.
+    pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+        Backend::open(config, false).await?;
+        #[cfg(feature = "kafka")]
+        if let Some(brokers) = config.kafka() {
+            let topics = crate::events::kafka::Topics::new(&config.namespace);
+            crate::events::kafka::create_topics(brokers, &topics, config.kafka_partitions).await?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes the counts. Needs no lock: each store does it safely beside live traffic.
+    pub async fn sync_counts(config: &Config) -> anyhow::Result<SyncReport> {
+        let backend = Backend::open(config, false).await?;
+        Ok(backend.store.sync_counts().await?)
+    }
+
+    /// Runs workers for `topics` (chats, messages or both) until SIGTERM/SIGINT, and
+    /// `sync-counts` on a timer beside them.
+    #[cfg(feature = "kafka")]
+    pub async fn work(config: &Config, chats: bool, messages: bool) -> anyhow::Result<()> {
+        use crate::events::kafka::Topics;
+        use crate::worker::Worker;
+        let brokers = config
+            .kafka()
+            .ok_or_else(|| anyhow::anyhow!("workers consume Kafka: set KAFKA_BROKERS"))?;
+        let backend = Backend::open(config, false).await?;
+        let topics = Topics::new(&config.namespace);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (wanted, topic) in [(chats, &topics.chats), (messages, &topics.messages)] {
+            if wanted {
+                let worker = Worker::connect(brokers, topic, backend.store.clone())?;
+                let stopped = stopped.clone();
+                tasks.spawn(async move { worker.run(stopped).await });
             }
         }
-    }
-
-    /// Applies the migrations of the configured database.
-    pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-        match config.database()? {
-            // Opening applies the migrations.
-            Database::Sqlite { url, .. } => SqliteStore::open(&url).await.map(drop),
+        let every = std::time::Duration::from_secs(config.sync_counts_every.max(1));
+        let store = backend.store.clone();
+        let sync_stopped = stopped.clone();
+        tasks.spawn(async move {
+            crate::worker::sync_counts_periodically(store, every, sync_stopped).await;
+            Ok(())
+        });
+        tokio::select! {
+            () = shutdown_signal() => {},
+            Some(result) = tasks.join_next() => result??,
         }
-    }
-
-    /// Recomputes the counts. Needs no lock: each statement counts and writes atomically.
-    pub async fn sync_counts(config: &Config) -> anyhow::Result<SyncReport> {
-        let store: Arc<dyn Store> = match config.database()? {
-            Database::Sqlite { url, .. } => Arc::new(SqliteStore::open(&url).await?),
-        };
-        Ok(store.sync_counts().await?)
+        let _ = stop.send(true);
+        while let Some(result) = tasks.join_next().await {
+            result??;
+        }
+        Ok(())
     }
 
     /// Serves HTTP on `listener` until `shutdown` completes, then finishes in-flight requests and
@@ -89,7 +209,7 @@ impl App {
 
     /// Whether every backend answers.
     pub async fn ready(&self) -> bool {
-        self.store.ping().await.is_ok()
+        self.store.ping().await.is_ok() && self.sequencer.ready().await
     }
 }
 

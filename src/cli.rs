@@ -28,6 +28,19 @@ pub enum Command {
     Migrate,
     /// Recompute chats_count and messages_count from the stored rows (safe while serving).
     SyncCounts,
+    /// Consume chat and/or message events from Kafka and store them (scaled shape).
+    Worker {
+        /// Which topic to consume.
+        #[arg(value_enum, default_value_t = WorkerTopics::All)]
+        topics: WorkerTopics,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkerTopics {
+    Chats,
+    Messages,
+    All,
 }
 
 pub fn init_tracing(format: LogFormat) {
@@ -63,6 +76,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             App::migrate(&config).await?;
             println!("migrations applied");
         }
+        Command::Worker { topics } => work(&config, topics).await?,
         Command::SyncCounts => {
             let report = App::sync_counts(&config).await?;
             println!(
@@ -72,4 +86,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "kafka")]
+async fn work(config: &Config, topics: WorkerTopics) -> anyhow::Result<()> {
+    let chats = matches!(topics, WorkerTopics::Chats | WorkerTopics::All);
+    let messages = matches!(topics, WorkerTopics::Messages | WorkerTopics::All);
+    App::work(config, chats, messages).await
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn work(_config: &Config, _topics: WorkerTopics) -> anyhow::Result<()> {
+    anyhow::bail!("this build has no Kafka support: build with `--features kafka` (the default)")
 }

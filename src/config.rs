@@ -36,6 +36,19 @@ pub struct Config {
     #[arg(long, env = "ELASTICSEARCH_URL", global = true)]
     pub elasticsearch_url: Option<String>,
 
+    /// Prefix of the Kafka topics, consumer groups and Redis keys (several deployments, or
+    /// test runs, can then share one broker and one Redis).
+    #[arg(long, env = "NAMESPACE", default_value = "", global = true)]
+    pub namespace: String,
+
+    /// Partitions of each topic created by `migrate`: the most workers a topic can use.
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 8, global = true)]
+    pub kafka_partitions: i32,
+
+    /// Seconds between the workers' runs of `sync-counts`.
+    #[arg(long, env = "SYNC_COUNTS_EVERY", default_value_t = 3600, global = true)]
+    pub sync_counts_every: u64,
+
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,
@@ -51,6 +64,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
     Sqlite { url: String, file: PathBuf },
+    Mysql { url: String },
 }
 
 impl Config {
@@ -73,27 +87,51 @@ impl Config {
                 file,
             });
         }
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let url = url.replacen("mariadb://", "mysql://", 1);
+            return Ok(Database::Mysql { url });
+        }
         let scheme = url.split("://").next().unwrap_or(url);
         bail!(
             "DATABASE_URL uses the scheme {scheme:?}, which this build does not support; \
-             use sqlite://PATH, or unset DATABASE_URL for the embedded database in DATA_DIR"
+             use sqlite://PATH or mysql://USER:PASSWORD@HOST/DATABASE, or unset DATABASE_URL \
+             for the embedded database in DATA_DIR"
         )
     }
 
-    /// Fails on settings that name a backend this build cannot use yet, instead of ignoring them.
+    /// `REDIS_URL`, if set.
+    pub fn redis(&self) -> Option<&str> {
+        self.redis_url.as_deref().filter(|v| !v.is_empty())
+    }
+
+    /// `KAFKA_BROKERS`, if set.
+    pub fn kafka(&self) -> Option<&str> {
+        self.kafka_brokers.as_deref().filter(|v| !v.is_empty())
+    }
+
+    /// Fails on settings that name a backend this build cannot use, instead of ignoring them.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.database()?;
-        for (name, value) in [
-            ("REDIS_URL", &self.redis_url),
-            ("KAFKA_BROKERS", &self.kafka_brokers),
-            ("ELASTICSEARCH_URL", &self.elasticsearch_url),
-        ] {
-            if value.as_deref().is_some_and(|v| !v.is_empty()) {
-                bail!(
-                    "{name} is set, but this build serves only the embedded shape; \
-                     unset {name} to run with the embedded counterpart"
-                );
+        if self.kafka().is_some() && !cfg!(feature = "kafka") {
+            bail!(
+                "KAFKA_BROKERS is set, but this build has no Kafka support; \
+                 build with `--features kafka` (the default) or unset KAFKA_BROKERS"
+            );
+        }
+        if let Some(url) = self.redis() {
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
+                bail!("REDIS_URL must start with redis:// (got {url:?})");
             }
+        }
+        if self
+            .elasticsearch_url
+            .as_deref()
+            .is_some_and(|v| !v.is_empty())
+        {
+            bail!(
+                "ELASTICSEARCH_URL is set, but this build searches in the database only; \
+                 unset ELASTICSEARCH_URL"
+            );
         }
         Ok(())
     }

@@ -222,6 +222,18 @@ impl SearchTerms {
         &self.words
     }
 
+    /// Relevance where no search engine ranks: occurrences of the words, damped by the body's
+    /// length (a short body that repeats a word ranks above a long one that mentions it once).
+    pub fn score(&self, body: &str) -> f64 {
+        let folded = fold(body);
+        let hits: usize = self
+            .words
+            .iter()
+            .map(|w| folded.matches(&fold(w)).count())
+            .sum();
+        hits as f64 / (1.0 + (folded.chars().count() as f64).ln())
+    }
+
     /// The case-insensitive substring rule of SPEC §2, applied in Rust (any Unicode).
     pub fn matches(&self, body: &str) -> bool {
         let folded = fold(body);

@@ -40,3 +40,5 @@ pub mod search;
 pub mod sequencer;
 pub mod service;
 pub mod store;
+#[cfg(feature = "kafka")]
+pub mod worker;

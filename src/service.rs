@@ -30,10 +30,14 @@ impl App {
             name: name.into_inner(),
             at: domain::now(),
         };
-        match self.sink.send(event).await? {
-            Applied::Application(application) => Ok(application),
-            other => Err(unexpected(other)),
-        }
+        let application = match self.sink.send(event).await? {
+            Applied::Application(application) => application,
+            other => return Err(unexpected(other)),
+        };
+        let token =
+            Token::parse(&application.token).ok_or_else(|| unexpected(Applied::NotFound))?;
+        self.sequencer.application_created(&token).await?;
+        Ok(application)
     }
 
     pub async fn application(&self, token: &Token) -> Result<Application, ApiError> {

@@ -3,8 +3,12 @@
 //!
 //! - [`direct::DirectSink`] (embedded): a writer task gathers concurrent events into one
 //!   `store.apply` transaction (group commit) and answers each with its [`Applied`] outcome.
+//! - `kafka::KafkaSink` (scaled): publishes chat and message events to their topics and answers
+//!   once the broker acknowledged; workers (`crate::worker`) apply them.
 
 pub mod direct;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -66,4 +70,20 @@ pub trait EventSink: Send + Sync {
 
     /// Stops accepting events and returns once everything accepted before is durable.
     async fn flush_and_stop(&self);
+}
+
+/// Whether every acknowledged event has reached the store (nothing is still queued).
+#[async_trait]
+pub trait Backlog: Send + Sync {
+    async fn drained(&self) -> Result<bool, BackendError>;
+}
+
+/// The direct sink acknowledges after the store committed: there is never a backlog.
+pub struct NoBacklog;
+
+#[async_trait]
+impl Backlog for NoBacklog {
+    async fn drained(&self) -> Result<bool, BackendError> {
+        Ok(true)
+    }
 }

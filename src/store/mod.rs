@@ -4,10 +4,14 @@
 //! idempotent (replaying a batch changes nothing), counts updated inside it. Reads answer
 //! `Ok(None)` when the parent named in the request does not exist, so handlers can say 404.
 
+mod mysql;
+mod mysql_apply;
+mod mysql_search;
 mod sqlite;
 mod sqlite_apply;
 mod sqlite_search;
 
+pub use mysql::MysqlStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -21,6 +25,30 @@ use crate::events::{Applied, Event};
 pub struct SyncReport {
     pub applications_fixed: u64,
     pub chats_fixed: u64,
+}
+
+/// The highest stored numbers, from which a sequencer can start again (after a Redis reset).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// (token, highest chat number)
+    pub applications: Vec<(String, u64)>,
+    /// (token, chat number, highest message number)
+    pub chats: Vec<(String, u64, u64)>,
+}
+
+impl Counters {
+    pub fn from_rows(applications: Vec<(String, i64)>, chats: Vec<(String, i64, i64)>) -> Self {
+        Self {
+            applications: applications
+                .into_iter()
+                .map(|(t, n)| (t, n as u64))
+                .collect(),
+            chats: chats
+                .into_iter()
+                .map(|(t, c, n)| (t, c as u64, n as u64))
+                .collect(),
+        }
+    }
 }
 
 #[async_trait]
@@ -54,6 +82,9 @@ pub trait Store: Send + Sync {
         token: &Token,
         chat: u64,
     ) -> Result<Option<u64>, BackendError>;
+
+    /// Every application's and chat's highest number.
+    async fn counters(&self) -> Result<Counters, BackendError>;
 
     /// Recomputes `chats_count` and `messages_count` from the rows.
     async fn sync_counts(&self) -> Result<SyncReport, BackendError>;

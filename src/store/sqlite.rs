@@ -276,6 +276,22 @@ impl Store for SqliteStore {
         Ok(Some(last as u64))
     }
 
+    async fn counters(&self) -> Result<super::Counters, BackendError> {
+        let applications: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT a.token, COALESCE(MAX(c.number), 0) FROM applications a \
+             LEFT JOIN chats c ON c.application_id = a.id GROUP BY a.id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        let chats: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT a.token, c.number, COALESCE((SELECT MAX(m.number) FROM messages m WHERE m.chat_id = c.id), 0) \
+             FROM chats c JOIN applications a ON a.id = c.application_id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(super::Counters::from_rows(applications, chats))
+    }
+
     async fn sync_counts(&self) -> Result<SyncReport, BackendError> {
         let mut tx = self.writer.begin().await?;
         let chats = sqlx::query(

@@ -28,6 +28,9 @@ pub fn config(data_dir: &Path) -> Config {
         redis_url: None,
         kafka_brokers: None,
         elasticsearch_url: None,
+        namespace: String::new(),
+        kafka_partitions: 8,
+        sync_counts_every: 3600,
         log_format: LogFormat::Text,
     }
 }

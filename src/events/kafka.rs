@@ -1,0 +1,257 @@
+//! The scaled sink: chat and message events go to Kafka, one topic per model as in the seed.
+//!
+//! Every event of one chat is keyed `{token}:{chat}`, so it lands in one partition and workers
+//! see a chat's creation before its messages and a message's creation before its edits. The
+//! API answers once the broker acknowledged (`acks=all`, idempotent producer). Applications are
+//! written to the store synchronously: their token must work at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::{Applied, Backlog, Event, EventSink};
+use crate::domain::{Chat, Message, Token};
+use crate::error::BackendError;
+use crate::store::Store;
+
+/// How long the producer tries to deliver an event before the API answers 503.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an edit waits for its message to be persisted by a worker (SPEC §4: a second).
+const EDIT_VISIBILITY: Duration = Duration::from_millis(1500);
+
+/// Topic and consumer-group names, under the configured namespace.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub chats: String,
+    pub messages: String,
+}
+
+impl Topics {
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            chats: format!("{namespace}chats"),
+            messages: format!("{namespace}messages"),
+        }
+    }
+
+    /// The consumer group of the workers of a topic.
+    pub fn group(topic: &str) -> String {
+        format!("{topic}-workers")
+    }
+
+    /// The partition key: everything of one chat in one partition, in order.
+    pub fn key(token: &str, chat: u64) -> String {
+        format!("{token}:{chat}")
+    }
+}
+
+pub fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    config
+}
+
+/// Creates the topics if they do not exist (run by `chat-system migrate`).
+pub async fn create_topics(brokers: &str, topics: &Topics, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers)
+        .create()
+        .context("cannot create a Kafka admin client")?;
+    let wanted = [
+        NewTopic::new(&topics.chats, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&topics.messages, partitions, TopicReplication::Fixed(1)),
+    ];
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin
+        .create_topics(&wanted, &options)
+        .await
+        .context("cannot reach Kafka (KAFKA_BROKERS)")?
+    {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => anyhow::bail!("cannot create the Kafka topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topics: Topics,
+    store: Arc<dyn Store>,
+}
+
+impl KafkaSink {
+    pub fn connect(brokers: &str, topics: Topics, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let producer: FutureProducer = client_config(brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "1")
+            .set(
+                "message.timeout.ms",
+                DELIVERY_TIMEOUT.as_millis().to_string(),
+            )
+            .create()
+            .context("cannot create the Kafka producer (KAFKA_BROKERS)")?;
+        Ok(Self {
+            producer,
+            topics,
+            store,
+        })
+    }
+
+    async fn publish(&self, topic: &str, key: &str, event: &Event) -> Result<(), BackendError> {
+        let payload = serde_json::to_vec(event).map_err(|err| BackendError::Other(err.into()))?;
+        let record = FutureRecord::to(topic).key(key).payload(&payload);
+        self.producer
+            .send(record, DELIVERY_TIMEOUT)
+            .await
+            .map(drop)
+            .map_err(|(err, _)| BackendError::Unavailable(format!("kafka: {err}")))
+    }
+
+    /// The stored message, waiting up to the visibility bound for a worker to persist it.
+    async fn persisted(
+        &self,
+        token: &str,
+        chat: u64,
+        number: u64,
+    ) -> Result<Option<Message>, BackendError> {
+        let Some(token) = Token::parse(token) else {
+            return Ok(None);
+        };
+        let deadline = tokio::time::Instant::now() + EDIT_VISIBILITY;
+        loop {
+            if let Some(message) = self.store.message(&token, chat, number).await? {
+                return Ok(Some(message));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl EventSink for KafkaSink {
+    async fn send(&self, event: Event) -> Result<Applied, BackendError> {
+        match &event {
+            Event::ApplicationCreated { .. } | Event::ApplicationRenamed { .. } => {
+                let mut outcomes = self.store.apply(std::slice::from_ref(&event)).await?;
+                Ok(outcomes.pop().unwrap_or(Applied::NotFound))
+            }
+            Event::ChatCreated { token, number, at } => {
+                self.publish(&self.topics.chats, &Topics::key(token, *number), &event)
+                    .await?;
+                Ok(Applied::Chat(Chat::new(*number, 0, *at, *at)))
+            }
+            Event::MessageCreated {
+                token,
+                chat,
+                number,
+                body,
+                at,
+            } => {
+                self.publish(&self.topics.messages, &Topics::key(token, *chat), &event)
+                    .await?;
+                Ok(Applied::Message(Message::new(
+                    *chat,
+                    *number,
+                    body.clone(),
+                    *at,
+                    *at,
+                )))
+            }
+            Event::MessageEdited {
+                token,
+                chat,
+                number,
+                body,
+                at,
+            } => {
+                let Some(stored) = self.persisted(token, *chat, *number).await? else {
+                    return Ok(Applied::NotFound);
+                };
+                self.publish(&self.topics.messages, &Topics::key(token, *chat), &event)
+                    .await?;
+                Ok(Applied::Message(Message {
+                    body: body.clone(),
+                    updated_at: *at,
+                    ..stored
+                }))
+            }
+        }
+    }
+
+    async fn flush_and_stop(&self) {
+        // Every send already waited for its acknowledgement; nothing is buffered here.
+    }
+}
+
+/// Whether the workers have stored everything the broker holds: committed offsets of each
+/// worker group equal the high watermarks of its topic.
+pub struct KafkaBacklog {
+    brokers: String,
+    topics: Topics,
+}
+
+impl KafkaBacklog {
+    pub fn new(brokers: &str, topics: Topics) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            topics,
+        }
+    }
+}
+
+fn lag(brokers: &str, topic: &str) -> anyhow::Result<i64> {
+    let timeout = Duration::from_secs(5);
+    let consumer: BaseConsumer = client_config(brokers)
+        .set("group.id", Topics::group(topic))
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition as i32);
+    }
+    let committed = consumer.committed_offsets(list, timeout)?;
+    let mut lag = 0;
+    for element in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(topic, element.partition(), timeout)?;
+        let position = match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        lag += (high - position).max(0);
+    }
+    Ok(lag)
+}
+
+#[async_trait]
+impl Backlog for KafkaBacklog {
+    async fn drained(&self) -> Result<bool, BackendError> {
+        let (brokers, topics) = (self.brokers.clone(), self.topics.clone());
+        let total = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+            Ok(lag(&brokers, &topics.chats)? + lag(&brokers, &topics.messages)?)
+        })
+        .await
+        .map_err(|err| BackendError::Other(err.into()))?
+        .map_err(|err| BackendError::Unavailable(format!("kafka: {err:#}")))?;
+        if total > 0 {
+            tracing::info!(lag = total, "waiting for the workers to store the backlog");
+        }
+        Ok(total == 0)
+    }
+}

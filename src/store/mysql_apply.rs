@@ -1,0 +1,349 @@
+//! `Store::apply` and `sync-counts` for MySQL.
+//!
+//! A batch is one transaction: applications first, then the chats the batch names (created from
+//! their coordinates when a message arrives before its chat), then the messages as one multi-row
+//! `INSERT IGNORE` per chat (its affected-row count is exactly what the chat's count grows by),
+//! then edits in order, then the counts. Replaying a batch inserts nothing and counts nothing.
+//! A deadlock between two workers rolls the batch back; it is retried whole.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sqlx::{MySqlConnection, MySqlPool, QueryBuilder};
+
+use super::mysql::{application, message, MessageRow, MysqlStore};
+use super::sqlite::remember;
+use super::SyncReport;
+use crate::domain::{Chat, Message};
+use crate::error::BackendError;
+use crate::events::{Applied, Event};
+
+/// Rows per multi-row INSERT (5 placeholders a row, far below the 65 535 limit).
+const ROWS_PER_INSERT: usize = 1000;
+/// Rows per transaction in `sync-counts`, so it never holds many locks for long.
+const SYNC_CHUNK: i64 = 1000;
+const DEADLOCK_RETRIES: usize = 5;
+
+/// A message row to insert: number, body, time.
+type NewMessage<'a> = (u64, &'a str, &'a DateTime<Utc>);
+
+fn naive(at: &DateTime<Utc>) -> chrono::NaiveDateTime {
+    at.naive_utc()
+}
+
+pub(super) async fn apply(
+    store: &MysqlStore,
+    batch: &[Event],
+) -> Result<Vec<Applied>, BackendError> {
+    let mut attempt = 0;
+    loop {
+        match try_apply(store, batch).await {
+            Err(BackendError::Other(err)) if attempt < DEADLOCK_RETRIES && is_deadlock(&err) => {
+                attempt += 1;
+                tracing::warn!(attempt, "deadlock in a write batch, retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_deadlock(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<sqlx::Error>()
+        .and_then(|err| err.as_database_error())
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "40001" || code == "1213")
+}
+
+async fn try_apply(store: &MysqlStore, batch: &[Event]) -> Result<Vec<Applied>, BackendError> {
+    let mut tx = store.pool.begin().await?;
+    let mut outcomes: Vec<Option<Applied>> = vec![None; batch.len()];
+
+    // 1. Applications, in order.
+    for (index, event) in batch.iter().enumerate() {
+        match event {
+            Event::ApplicationCreated { token, name, at } => {
+                sqlx::query(
+                    "INSERT IGNORE INTO applications (token, name, chats_count, created_at, updated_at) \
+                     VALUES (?, ?, 0, ?, ?)",
+                )
+                .bind(token)
+                .bind(name)
+                .bind(naive(at))
+                .bind(naive(at))
+                .execute(&mut *tx)
+                .await?;
+                outcomes[index] = Some(stored_application(&mut tx, token).await?);
+            }
+            Event::ApplicationRenamed { token, name, at } => {
+                sqlx::query("UPDATE applications SET name = ?, updated_at = ? WHERE token = ?")
+                    .bind(name)
+                    .bind(naive(at))
+                    .bind(token)
+                    .execute(&mut *tx)
+                    .await?;
+                outcomes[index] = Some(stored_application(&mut tx, token).await?);
+            }
+            _ => {}
+        }
+    }
+
+    // 2. The chats this batch names, sorted so that two workers lock them in the same order.
+    let mut wanted: BTreeMap<(&str, u64), DateTime<Utc>> = BTreeMap::new();
+    for event in batch {
+        if let Event::ChatCreated {
+            token,
+            number: chat,
+            at,
+        }
+        | Event::MessageCreated {
+            token, chat, at, ..
+        }
+        | Event::MessageEdited {
+            token, chat, at, ..
+        } = event
+        {
+            let first = wanted.entry((token.as_str(), *chat)).or_insert(*at);
+            *first = (*first).min(*at);
+        }
+    }
+    let mut chats: HashMap<(&str, u64), (i64, i64)> = HashMap::new();
+    let mut new_chats: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::new();
+    for (&(token, number), at) in &wanted {
+        if let Some(ids) = existing_chat(&mut tx, token, number).await? {
+            chats.insert((token, number), ids);
+            continue;
+        }
+        let inserted = sqlx::query(
+            "INSERT IGNORE INTO chats (application_id, number, messages_count, created_at, updated_at) \
+             SELECT id, ?, 0, ?, ? FROM applications WHERE token = ?",
+        )
+        .bind(number as i64)
+        .bind(naive(at))
+        .bind(naive(at))
+        .bind(token)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((app_id, chat_id)) = existing_chat(&mut tx, token, number).await? {
+            if inserted.rows_affected() == 1 {
+                let entry = new_chats.entry(app_id).or_insert((0, *at));
+                entry.0 += 1;
+                entry.1 = entry.1.max(*at);
+            }
+            chats.insert((token, number), (app_id, chat_id));
+        }
+    }
+
+    // 3. Messages: one multi-row INSERT IGNORE per chat.
+    let mut per_chat: BTreeMap<i64, Vec<NewMessage<'_>>> = BTreeMap::new();
+    for (index, event) in batch.iter().enumerate() {
+        match event {
+            Event::ChatCreated { token, number, at } => {
+                outcomes[index] = Some(match chats.get(&(token.as_str(), *number)) {
+                    Some(_) => Applied::Chat(Chat::new(*number, 0, *at, *at)),
+                    None => Applied::NotFound,
+                });
+            }
+            Event::MessageCreated {
+                token,
+                chat,
+                number,
+                body,
+                at,
+            } => {
+                outcomes[index] = Some(match chats.get(&(token.as_str(), *chat)) {
+                    Some((_, chat_id)) => {
+                        per_chat
+                            .entry(*chat_id)
+                            .or_default()
+                            .push((*number, body, at));
+                        Applied::Message(Message::new(*chat, *number, body.clone(), *at, *at))
+                    }
+                    None => Applied::NotFound,
+                });
+            }
+            _ => {}
+        }
+    }
+    let mut grown: HashMap<i64, (u64, DateTime<Utc>)> = HashMap::new();
+    for (chat_id, rows) in &per_chat {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::new(
+                "INSERT IGNORE INTO messages (chat_id, number, body, created_at, updated_at) ",
+            );
+            insert.push_values(chunk, |mut row, (number, body, at)| {
+                row.push_bind(chat_id)
+                    .push_bind(*number as i64)
+                    .push_bind(*body)
+                    .push_bind(naive(at))
+                    .push_bind(naive(at));
+            });
+            let done = insert.build().execute(&mut *tx).await?;
+            let latest = chunk
+                .iter()
+                .map(|(_, _, at)| **at)
+                .max()
+                .unwrap_or_default();
+            let entry = grown.entry(*chat_id).or_insert((0, latest));
+            entry.0 += done.rows_affected();
+            entry.1 = entry.1.max(latest);
+        }
+    }
+
+    // 4. Edits, in order (after the creations they follow).
+    for (index, event) in batch.iter().enumerate() {
+        if let Event::MessageEdited {
+            token,
+            chat,
+            number,
+            body,
+            at,
+        } = event
+        {
+            let Some((_, chat_id)) = chats.get(&(token.as_str(), *chat)) else {
+                outcomes[index] = Some(Applied::NotFound);
+                continue;
+            };
+            sqlx::query(
+                "UPDATE messages SET body = ?, updated_at = ? WHERE chat_id = ? AND number = ?",
+            )
+            .bind(body)
+            .bind(naive(at))
+            .bind(chat_id)
+            .bind(*number as i64)
+            .execute(&mut *tx)
+            .await?;
+            let row: Option<MessageRow> = sqlx::query_as(
+                "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ? AND number = ?",
+            )
+            .bind(chat_id)
+            .bind(*number as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+            outcomes[index] = Some(row.map_or(Applied::NotFound, |row| {
+                Applied::Message(message(*chat, row))
+            }));
+        }
+    }
+
+    // 5. Counts: what was really inserted, once per row.
+    for (chat_id, (count, at)) in grown.iter().filter(|(_, (count, _))| *count > 0) {
+        sqlx::query("UPDATE chats SET messages_count = messages_count + ?, updated_at = GREATEST(updated_at, ?) WHERE id = ?")
+            .bind(*count as i64)
+            .bind(naive(at))
+            .bind(chat_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (app_id, (count, at)) in &new_chats {
+        sqlx::query("UPDATE applications SET chats_count = chats_count + ?, updated_at = GREATEST(updated_at, ?) WHERE id = ?")
+            .bind(count)
+            .bind(naive(at))
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    for ((_, number), (app_id, chat_id)) in chats {
+        remember(&store.chat_ids, (app_id, number), chat_id);
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Applied::NotFound))
+        .collect())
+}
+
+async fn stored_application(
+    tx: &mut MySqlConnection,
+    token: &str,
+) -> Result<Applied, BackendError> {
+    let row = sqlx::query_as(
+        "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?",
+    )
+    .bind(token)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(row.map_or(Applied::NotFound, |row| {
+        Applied::Application(application(row))
+    }))
+}
+
+async fn existing_chat(
+    tx: &mut MySqlConnection,
+    token: &str,
+    number: u64,
+) -> Result<Option<(i64, i64)>, BackendError> {
+    Ok(sqlx::query_as(
+        "SELECT c.application_id, c.id FROM chats c JOIN applications a ON a.id = c.application_id \
+         WHERE a.token = ? AND c.number = ?",
+    )
+    .bind(token)
+    .bind(number as i64)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// Recomputes the counts in chunks of rows. Each chunk locks its parent rows first, then counts
+/// the children: a worker batch that touched those parents either committed before (and is
+/// counted) or waits for the chunk and adds its own increment after, so traffic may flow.
+pub(super) async fn sync_counts(pool: &MySqlPool) -> Result<SyncReport, BackendError> {
+    let chats_fixed = sync_table(
+        pool,
+        "SELECT id, messages_count FROM chats WHERE id > ? ORDER BY id LIMIT ? FOR UPDATE",
+        "SELECT chat_id, COUNT(*) FROM messages WHERE chat_id BETWEEN ? AND ? GROUP BY chat_id",
+        "UPDATE chats SET messages_count = ? WHERE id = ?",
+    )
+    .await?;
+    let applications_fixed = sync_table(
+        pool,
+        "SELECT id, chats_count FROM applications WHERE id > ? ORDER BY id LIMIT ? FOR UPDATE",
+        "SELECT application_id, COUNT(*) FROM chats WHERE application_id BETWEEN ? AND ? GROUP BY application_id",
+        "UPDATE applications SET chats_count = ? WHERE id = ?",
+    )
+    .await?;
+    Ok(SyncReport {
+        applications_fixed,
+        chats_fixed,
+    })
+}
+
+async fn sync_table(
+    pool: &MySqlPool,
+    lock: &str,
+    count: &str,
+    update: &str,
+) -> Result<u64, BackendError> {
+    let mut fixed = 0;
+    let mut after = 0i64;
+    loop {
+        let mut tx = pool.begin().await?;
+        let parents: Vec<(i64, i64)> = sqlx::query_as(lock)
+            .bind(after)
+            .bind(SYNC_CHUNK)
+            .fetch_all(&mut *tx)
+            .await?;
+        let (Some(first), Some(last)) = (parents.first(), parents.last()) else {
+            tx.commit().await?;
+            return Ok(fixed);
+        };
+        let counted: HashMap<i64, i64> = sqlx::query_as(count)
+            .bind(first.0)
+            .bind(last.0)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        for (id, stored) in &parents {
+            let actual = counted.get(id).copied().unwrap_or(0);
+            if actual != *stored {
+                sqlx::query(update)
+                    .bind(actual)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                fixed += 1;
+            }
+        }
+        after = last.0;
+        tx.commit().await?;
+    }
+}

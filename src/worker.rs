@@ -1,0 +1,172 @@
+//! Workers: consume a topic, apply each batch through `store.apply` (one transaction), then
+//! commit the offsets. At-least-once delivery is harmless because `apply` is idempotent; a
+//! batch that fails is retried with backoff, never skipped, and its offsets are not committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::events::kafka::{client_config, Topics};
+use crate::events::Event;
+use crate::store::Store;
+
+/// Most events applied in one transaction.
+pub const MAX_BATCH: usize = 2000;
+/// How long a batch waits for more events after its first one.
+const GATHER: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct Worker {
+    consumer: StreamConsumer,
+    store: Arc<dyn Store>,
+    topic: String,
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// This many events were stored and their offsets committed.
+    Applied(usize),
+    /// Shutdown was requested before a batch completed; nothing was committed.
+    Stopped,
+}
+
+impl Worker {
+    pub fn connect(brokers: &str, topic: &str, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let consumer: StreamConsumer = client_config(brokers)
+            .set("group.id", Topics::group(topic))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .context("cannot create the Kafka consumer (KAFKA_BROKERS)")?;
+        consumer
+            .subscribe(&[topic])
+            .with_context(|| format!("cannot subscribe to {topic}"))?;
+        Ok(Self {
+            consumer,
+            store,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Consumes until `shutdown` turns true.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        tracing::info!(topic = %self.topic, "worker consuming");
+        loop {
+            match self.try_process_batch(&mut shutdown).await? {
+                Outcome::Stopped => return Ok(()),
+                Outcome::Applied(events) => {
+                    tracing::debug!(topic = %self.topic, events, "batch stored")
+                }
+            }
+        }
+    }
+
+    /// One step: wait for events, gather a batch, store it, commit its offsets.
+    pub async fn try_process_batch(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<Outcome> {
+        let first = tokio::select! {
+            message = self.consumer.recv() => message?,
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(Outcome::Stopped),
+        };
+        let mut messages = vec![first];
+        let deadline = tokio::time::Instant::now() + GATHER;
+        while messages.len() < MAX_BATCH {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(message) => messages.push(message?),
+                Err(_) => break,
+            }
+        }
+        let events = decode(&messages);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.store.apply(&events).await {
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, events = events.len(), "storing a batch failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {},
+                        _ = shutdown.wait_for(|stop| *stop) => return Ok(Outcome::Stopped),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        self.consumer
+            .commit(&next_offsets(&messages)?, CommitMode::Sync)
+            .context("cannot commit offsets")?;
+        Ok(Outcome::Applied(events.len()))
+    }
+}
+
+fn decode(messages: &[BorrowedMessage<'_>]) -> Vec<Event> {
+    messages
+        .iter()
+        .filter_map(|message| {
+            let payload = message.payload().unwrap_or_default();
+            match serde_json::from_slice(payload) {
+                Ok(event) => Some(event),
+                Err(err) => {
+                    // Nothing can ever apply it; keeping it would stop the partition forever.
+                    tracing::error!(
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        error = %err,
+                        "skipping an undecodable event"
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// For each partition, the offset after the last message of the batch.
+fn next_offsets(messages: &[BorrowedMessage<'_>]) -> anyhow::Result<TopicPartitionList> {
+    let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+    for message in messages {
+        let entry = next
+            .entry((message.topic(), message.partition()))
+            .or_insert(0);
+        *entry = (*entry).max(message.offset() + 1);
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    Ok(list)
+}
+
+/// Runs `sync-counts` every `every`, so counts never drift for longer.
+pub async fn sync_counts_periodically(
+    store: Arc<dyn Store>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {},
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        match store.sync_counts().await {
+            Ok(report) => tracing::info!(
+                applications = report.applications_fixed,
+                chats = report.chats_fixed,
+                "counts synchronised"
+            ),
+            Err(err) => tracing::warn!(error = %err, "sync-counts failed"),
+        }
+    }
+}
