@@ -133,11 +133,23 @@ impl App {
 
     /// Applies the migrations of the configured database, and creates the Kafka topics.
     pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-        Backend::open(config, false).await?;
+        let backend = Backend::open(config, false).await?;
         #[cfg(feature = "kafka")]
         if let Some(brokers) = config.kafka() {
             let topics = crate::events::kafka::Topics::new(&config.namespace);
             crate::events::kafka::create_topics(brokers, &topics, config.kafka_partitions).await?;
+        }
+        if let Some(url) = config.redis() {
+            let (_, backlog) = Self::sink(config, &backend.store, &Metrics::new())?;
+            let sequencer = RedisSequencer::connect(
+                url,
+                &config.namespace,
+                backend.store,
+                backlog,
+                DELIVERY_GRACE,
+            )
+            .await?;
+            sequencer.ensure_counters().await?;
         }
         Ok(())
     }
@@ -163,7 +175,8 @@ impl App {
         let mut tasks = tokio::task::JoinSet::new();
         for (wanted, topic) in [(chats, &topics.chats), (messages, &topics.messages)] {
             if wanted {
-                let worker = Worker::connect(brokers, topic, backend.store.clone())?;
+                let worker =
+                    Worker::connect(brokers, topic, backend.store.clone(), config.worker_share())?;
                 let stopped = stopped.clone();
                 tasks.spawn(async move { worker.run(stopped).await });
             }

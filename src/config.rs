@@ -45,6 +45,16 @@ pub struct Config {
     #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 8, global = true)]
     pub kafka_partitions: i32,
 
+    /// Worker `I` of `WORKER_COUNT` takes the partitions `p % WORKER_COUNT == I` itself instead
+    /// of letting the consumer group assign them (use with brokers whose group rebalancing is
+    /// unreliable; restart a dead worker with the same index). Unset: group assignment.
+    #[arg(long, env = "WORKER_INDEX", global = true, requires = "worker_count")]
+    pub worker_index: Option<u32>,
+
+    /// How many workers share the partitions when WORKER_INDEX is set.
+    #[arg(long, env = "WORKER_COUNT", global = true)]
+    pub worker_count: Option<u32>,
+
     /// Seconds between the workers' runs of `sync-counts`.
     #[arg(long, env = "SYNC_COUNTS_EVERY", default_value_t = 3600, global = true)]
     pub sync_counts_every: u64,
@@ -118,6 +128,11 @@ impl Config {
                  build with `--features kafka` (the default) or unset KAFKA_BROKERS"
             );
         }
+        if let (Some(index), Some(count)) = (self.worker_index, self.worker_count) {
+            if index >= count {
+                bail!("WORKER_INDEX ({index}) must be below WORKER_COUNT ({count})");
+            }
+        }
         if let Some(url) = self.redis() {
             if !url.starts_with("redis://") && !url.starts_with("rediss://") {
                 bail!("REDIS_URL must start with redis:// (got {url:?})");
@@ -134,5 +149,12 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// This worker's share of the partitions, when static assignment is configured.
+    pub fn worker_share(&self) -> Option<(u32, u32)> {
+        self.worker_index.zip(self.worker_count)
     }
 }

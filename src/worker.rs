@@ -38,17 +38,46 @@ pub enum Outcome {
 }
 
 impl Worker {
-    pub fn connect(brokers: &str, topic: &str, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+    /// `share`: `Some((index, count))` makes this worker take the partitions `p` with
+    /// `p % count == index` itself (a restarted worker with the same index resumes them from
+    /// the group's committed offsets); `None` lets the consumer group assign partitions.
+    pub fn connect(
+        brokers: &str,
+        topic: &str,
+        store: Arc<dyn Store>,
+        share: Option<(u32, u32)>,
+    ) -> anyhow::Result<Self> {
         let consumer: StreamConsumer = client_config(brokers)
             .set("group.id", Topics::group(topic))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10")
+            // A worker killed with -9 never says goodbye: its partitions move to the others
+            // once its session expires (librdkafka's default is 45 s), and a rebalance waits at
+            // most the poll interval for members that do not rejoin (default 300 s).
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("max.poll.interval.ms", "15000")
             .create()
             .context("cannot create the Kafka consumer (KAFKA_BROKERS)")?;
-        consumer
-            .subscribe(&[topic])
-            .with_context(|| format!("cannot subscribe to {topic}"))?;
+        match share {
+            None => consumer
+                .subscribe(&[topic])
+                .with_context(|| format!("cannot subscribe to {topic}"))?,
+            Some((index, count)) => {
+                let metadata = consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(10))
+                    .with_context(|| format!("cannot read the partitions of {topic}"))?;
+                let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+                let mut mine = TopicPartitionList::new();
+                for partition in (0..partitions as u32).filter(|p| p % count == index) {
+                    mine.add_partition_offset(topic, partition as i32, Offset::Stored)?;
+                }
+                consumer
+                    .assign(&mine)
+                    .with_context(|| format!("cannot assign partitions of {topic}"))?;
+            }
+        }
         Ok(Self {
             consumer,
             store,

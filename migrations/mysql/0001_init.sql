@@ -1,4 +1,5 @@
--- Tokens compare byte for byte (utf8mb4_bin); bodies compare case-insensitively for search.
+-- Tokens compare byte for byte (ascii_bin: queries read them back with CAST(token AS CHAR));
+-- bodies compare case-insensitively for search.
 CREATE TABLE applications (
     id          BIGINT       NOT NULL AUTO_INCREMENT PRIMARY KEY,
     token       VARCHAR(64)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL,

@@ -105,7 +105,7 @@ impl RedisSequencer {
             grace,
             running: Mutex::new(()),
         });
-        Ok(Self {
+        let sequencer = Self {
             redis,
             keys,
             store,
@@ -113,7 +113,42 @@ impl RedisSequencer {
             next_chat: Script::new(NEXT_CHAT),
             next_message: Script::new(NEXT_MESSAGE),
             register: Script::new(REGISTER),
-        })
+        };
+        // A Redis that lost its counters while no process was running: recover before the
+        // first creation has to ask.
+        if !sequencer.has_generation().await? {
+            sequencer.recovery.clone().start();
+        }
+        Ok(sequencer)
+    }
+
+    /// Makes sure Redis holds every counter, recovering them now if it does not (run by
+    /// `migrate`, so that a fresh deployment starts ready).
+    pub async fn ensure_counters(&self) -> Result<(), BackendError> {
+        if self.has_generation().await? {
+            return Ok(());
+        }
+        // Recovers here, or waits for the process that holds the recovery lock.
+        self.recovery.run().await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while !self.has_generation().await? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BackendError::Unavailable(
+                    "the counters were not recovered in time".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    async fn has_generation(&self) -> Result<bool, BackendError> {
+        let mut redis = self.redis.clone();
+        redis::cmd("EXISTS")
+            .arg(self.keys.generation())
+            .query_async(&mut redis)
+            .await
+            .map_err(unavailable)
     }
 
     fn reset_detected(&self) -> BackendError {
@@ -253,11 +288,15 @@ impl Recovery {
             return Ok(());
         }
         tracing::warn!("redis lost its counters: recovering them from the store");
-        tokio::time::sleep(self.grace).await;
-        while !self.backlog.drained().await? {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut counters = self.store.counters().await?;
+        // With no application stored, no number can have been drawn: nothing to wait for.
+        if !counters.applications.is_empty() {
+            tokio::time::sleep(self.grace).await;
+            while !self.backlog.drained().await? {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            counters = self.store.counters().await?;
         }
-        let counters = self.store.counters().await?;
         let mut pipe = redis::pipe();
         for (token, last) in &counters.applications {
             pipe.cmd("SET").arg(self.keys.app(token)).arg(last).ignore();

@@ -130,7 +130,7 @@ impl Store for MysqlStore {
 
     async fn application(&self, token: &Token) -> Result<Option<Application>, BackendError> {
         let row: Option<ApplicationRow> = sqlx::query_as(
-            "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?",
+            "SELECT CAST(token AS CHAR), name, chats_count, created_at, updated_at FROM applications WHERE token = ?",
         )
         .bind(token.as_str())
         .fetch_optional(&self.pool)
@@ -243,13 +243,13 @@ impl Store for MysqlStore {
 
     async fn counters(&self) -> Result<super::Counters, BackendError> {
         let applications: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT a.token, CAST(COALESCE(MAX(c.number), 0) AS SIGNED) FROM applications a \
+            "SELECT CAST(a.token AS CHAR), CAST(COALESCE(MAX(c.number), 0) AS SIGNED) FROM applications a \
              LEFT JOIN chats c ON c.application_id = a.id GROUP BY a.id, a.token",
         )
         .fetch_all(&self.pool)
         .await?;
         let chats: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT a.token, c.number, CAST(COALESCE((SELECT MAX(m.number) FROM messages m WHERE m.chat_id = c.id), 0) AS SIGNED) \
+            "SELECT CAST(a.token AS CHAR), c.number, CAST(COALESCE((SELECT MAX(m.number) FROM messages m WHERE m.chat_id = c.id), 0) AS SIGNED) \
              FROM chats c JOIN applications a ON a.id = c.application_id",
         )
         .fetch_all(&self.pool)

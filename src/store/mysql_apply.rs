@@ -257,7 +257,7 @@ async fn stored_application(
     token: &str,
 ) -> Result<Applied, BackendError> {
     let row = sqlx::query_as(
-        "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?",
+        "SELECT CAST(token AS CHAR), name, chats_count, created_at, updated_at FROM applications WHERE token = ?",
     )
     .bind(token)
     .fetch_optional(&mut *tx)

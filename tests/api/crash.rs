@@ -4,47 +4,30 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::helpers::binary;
+use crate::helpers::{binary, start_binary, Server};
 
-struct Server {
-    child: Child,
-    address: String,
-}
-
-/// Starts `chat-system serve` on a free port and waits for its "listening" line.
 async fn start(dir: &Path) -> Server {
-    let mut child = Command::new(binary())
-        .args(["serve", "--port", "0", "--host", "127.0.0.1", "--data-dir"])
-        .arg(dir)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read stdout")
-            .expect("a listening line");
-        if let Some(address) = line.strip_prefix("chat-system listening on ") {
-            break address.to_owned();
-        }
-    };
-    Server { child, address }
+    let dir = dir.to_str().expect("UTF-8 path");
+    start_binary(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--data-dir",
+            dir,
+        ],
+        &[],
+    )
+    .await
 }
 
 #[tokio::test]

@@ -1,13 +1,16 @@
 //! Test helpers: start the app on port 0 in a temporary directory, and speak JSON to it.
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 use chat_system::app::App;
 use chat_system::config::{Config, LogFormat};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -30,6 +33,8 @@ pub fn config(data_dir: &Path) -> Config {
         elasticsearch_url: None,
         namespace: String::new(),
         kafka_partitions: 8,
+        worker_index: None,
+        worker_count: None,
         sync_counts_every: 3600,
         log_format: LogFormat::Text,
     }
@@ -162,4 +167,57 @@ pub fn assert_keys(value: &Value, keys: &[&str]) {
 /// The compiled binary, for tests that run it as a child process.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_chat-system"))
+}
+
+/// A `chat-system serve` child process and the address it listens on.
+pub struct Server {
+    pub child: Child,
+    pub address: String,
+}
+
+/// Runs the binary with `args` and `env` (DATABASE_URL and the other backend variables are
+/// removed unless given) and waits for its "listening" line.
+pub async fn start_binary(args: &[&str], env: &[(String, String)]) -> Server {
+    let mut child = spawn_binary(args, env);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read stdout")
+            .expect("a listening line");
+        if let Some(address) = line.strip_prefix("chat-system listening on ") {
+            break address.to_owned();
+        }
+    };
+    Server { child, address }
+}
+
+/// Starts the binary without waiting for anything (workers print no address).
+pub fn spawn_binary(args: &[&str], env: &[(String, String)]) -> Child {
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for name in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "KAFKA_BROKERS",
+        "ELASTICSEARCH_URL",
+        "NAMESPACE",
+        "PORT",
+        "DATA_DIR",
+        "WORKER_INDEX",
+        "WORKER_COUNT",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.spawn().expect("binary starts")
 }

@@ -8,4 +8,6 @@ mod errors;
 mod helpers;
 mod messages;
 mod ops;
+mod scaled;
 mod search;
+mod stack;
