@@ -108,7 +108,12 @@ impl App {
             Some(brokers) => {
                 let topics = Topics::new(&config.namespace);
                 (
-                    Arc::new(KafkaSink::connect(brokers, topics.clone(), store.clone())?),
+                    Arc::new(KafkaSink::connect(
+                        brokers,
+                        topics.clone(),
+                        store.clone(),
+                        config.kafka_idempotence,
+                    )?),
                     Arc::new(KafkaBacklog::new(brokers, topics)),
                 )
             }

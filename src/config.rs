@@ -41,6 +41,11 @@ pub struct Config {
     #[arg(long, env = "NAMESPACE", default_value = "", global = true)]
     pub namespace: String,
 
+    /// The idempotent producer (`enable.idempotence`). Turn it off only for a broker that
+    /// mishandles it: tansu 0.6 panics on a producer id from before its restart.
+    #[arg(long, env = "KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub kafka_idempotence: bool,
+
     /// Partitions of each topic created by `migrate`: the most workers a topic can use.
     #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 8, global = true)]
     pub kafka_partitions: i32,

@@ -68,7 +68,10 @@ impl Worker {
                 let metadata = consumer
                     .fetch_metadata(Some(topic), Duration::from_secs(10))
                     .with_context(|| format!("cannot read the partitions of {topic}"))?;
-                let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+                let partitions = metadata
+                    .topics()
+                    .first()
+                    .map_or(0, |t| t.partitions().len());
                 let mut mine = TopicPartitionList::new();
                 for partition in (0..partitions as u32).filter(|p| p % count == index) {
                     mine.add_partition_offset(topic, partition as i32, Offset::Stored)?;
@@ -104,15 +107,24 @@ impl Worker {
         shutdown: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<Outcome> {
         let first = tokio::select! {
-            message = self.consumer.recv() => message?,
+            message = self.consumer.recv() => message,
             _ = shutdown.wait_for(|stop| *stop) => return Ok(Outcome::Stopped),
+        };
+        let first = match first {
+            Ok(message) => message,
+            Err(err) => {
+                // The broker is away or the group rebalances: librdkafka reconnects by itself.
+                tracing::warn!(topic = %self.topic, error = %err, "consume failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return Ok(Outcome::Applied(0));
+            }
         };
         let mut messages = vec![first];
         let deadline = tokio::time::Instant::now() + GATHER;
         while messages.len() < MAX_BATCH {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Ok(message) => messages.push(message?),
-                Err(_) => break,
+                Ok(Ok(message)) => messages.push(message),
+                Ok(Err(_)) | Err(_) => break,
             }
         }
         let events = decode(&messages);
@@ -130,9 +142,13 @@ impl Worker {
                 }
             }
         }
-        self.consumer
+        // A failed commit only means these events are delivered again, which changes nothing.
+        if let Err(err) = self
+            .consumer
             .commit(&next_offsets(&messages)?, CommitMode::Sync)
-            .context("cannot commit offsets")?;
+        {
+            tracing::warn!(topic = %self.topic, error = %err, "committing offsets failed; the batch will be redelivered");
+        }
         Ok(Outcome::Applied(events.len()))
     }
 }

@@ -5,7 +5,7 @@
 //! API answers once the broker acknowledged (`acks=all`, idempotent producer). Applications are
 //! written to the store synchronously: their token must work at once.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -83,38 +83,90 @@ pub async fn create_topics(brokers: &str, topics: &Topics, partitions: i32) -> a
 }
 
 pub struct KafkaSink {
-    producer: FutureProducer,
+    brokers: String,
+    idempotent: bool,
+    /// Replaced when the broker rejects the producer's identity (a broker restarted without its
+    /// idempotence state answers every send with an error until a new producer id is drawn).
+    producer: RwLock<Arc<FutureProducer>>,
     topics: Topics,
     store: Arc<dyn Store>,
 }
 
+fn producer(brokers: &str, idempotent: bool) -> anyhow::Result<FutureProducer> {
+    client_config(brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", idempotent.to_string())
+        .set("linger.ms", "1")
+        .set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        )
+        .create()
+        .context("cannot create the Kafka producer (KAFKA_BROKERS)")
+}
+
 impl KafkaSink {
-    pub fn connect(brokers: &str, topics: Topics, store: Arc<dyn Store>) -> anyhow::Result<Self> {
-        let producer: FutureProducer = client_config(brokers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "1")
-            .set(
-                "message.timeout.ms",
-                DELIVERY_TIMEOUT.as_millis().to_string(),
-            )
-            .create()
-            .context("cannot create the Kafka producer (KAFKA_BROKERS)")?;
+    /// `idempotent`: the producer's own de-duplication of its retries. Events carry their
+    /// numbers and workers apply them idempotently, so a retried duplicate is harmless either
+    /// way; it is on by default and off only for brokers that mishandle it (see the README).
+    pub fn connect(
+        brokers: &str,
+        topics: Topics,
+        store: Arc<dyn Store>,
+        idempotent: bool,
+    ) -> anyhow::Result<Self> {
+        let producer = RwLock::new(Arc::new(producer(brokers, idempotent)?));
         Ok(Self {
+            brokers: brokers.to_owned(),
+            idempotent,
             producer,
             topics,
             store,
         })
     }
 
+    fn current(&self) -> Arc<FutureProducer> {
+        self.producer
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     async fn publish(&self, topic: &str, key: &str, event: &Event) -> Result<(), BackendError> {
         let payload = serde_json::to_vec(event).map_err(|err| BackendError::Other(err.into()))?;
         let record = FutureRecord::to(topic).key(key).payload(&payload);
-        self.producer
-            .send(record, DELIVERY_TIMEOUT)
-            .await
-            .map(drop)
-            .map_err(|(err, _)| BackendError::Unavailable(format!("kafka: {err}")))
+        let producer = self.current();
+        let Err((err, _)) = producer.send(record, DELIVERY_TIMEOUT).await else {
+            return Ok(());
+        };
+        let timed_out = matches!(
+            err,
+            KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::QueueFull
+            )
+        );
+        if !timed_out {
+            self.replace(&producer);
+        }
+        Err(BackendError::Unavailable(format!("kafka: {err}")))
+    }
+
+    /// Starts a new producer (a new idempotence identity) unless another request already did.
+    fn replace(&self, failed: &Arc<FutureProducer>) {
+        let mut current = self
+            .producer
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !Arc::ptr_eq(&current, failed) {
+            return;
+        }
+        match producer(&self.brokers, self.idempotent) {
+            Ok(fresh) => {
+                tracing::warn!("the broker rejected the producer: starting a new one");
+                *current = Arc::new(fresh);
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot start a new producer"),
+        }
     }
 
     /// The stored message, waiting up to the visibility bound for a worker to persist it.

@@ -33,6 +33,7 @@ pub fn config(data_dir: &Path) -> Config {
         elasticsearch_url: None,
         namespace: String::new(),
         kafka_partitions: 8,
+        kafka_idempotence: true,
         worker_index: None,
         worker_count: None,
         sync_counts_every: 3600,

@@ -11,3 +11,4 @@ mod ops;
 mod scaled;
 mod search;
 mod stack;
+mod store;

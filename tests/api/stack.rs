@@ -57,7 +57,7 @@ impl Stack {
     /// Migrates a fresh database and the topics, then starts `apis` API processes and
     /// `workers` worker processes.
     pub async fn start(services: &Services, apis: usize, workers: usize) -> Stack {
-        Self::start_with(services, &services.kafka, apis, workers).await
+        Self::start_with(services, &services.kafka, apis, workers, &[]).await
     }
 
     pub async fn start_with(
@@ -65,6 +65,7 @@ impl Stack {
         kafka: &str,
         apis: usize,
         workers: usize,
+        extra: &[(&str, &str)],
     ) -> Stack {
         let id: u64 = rand::rng().random();
         let database = format!("chat_test_{id:x}");
@@ -76,7 +77,7 @@ impl Stack {
             .await
             .expect("create database");
         let namespace = format!("t{id:x}.");
-        let env = vec![
+        let mut env = vec![
             (
                 "DATABASE_URL".to_owned(),
                 format!("{}/{database}", services.mysql),
@@ -86,6 +87,11 @@ impl Stack {
             ("NAMESPACE".to_owned(), namespace.clone()),
             ("KAFKA_PARTITIONS".to_owned(), "4".to_owned()),
         ];
+        env.extend(
+            extra
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string())),
+        );
         let migrate = spawn_binary(&["migrate"], &env)
             .wait_with_output()
             .await

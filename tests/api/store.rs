@@ -1,0 +1,174 @@
+//! The store contract, run against every SQL backend: SQLite always, MySQL when
+//! `CHAT_TEST_MYSQL_URL` points at a server. `apply` is idempotent, and a message that arrives
+//! before its chat creates the chat from its coordinates.
+
+use std::sync::Arc;
+
+use chat_system::domain::{self, Page, Token};
+use chat_system::events::{Applied, Event};
+use chat_system::store::{MysqlStore, SqliteStore, Store};
+use sqlx::Connection;
+
+async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("sqlite opens"));
+    let mut stores = vec![("sqlite", sqlite, Some(dir))];
+    match std::env::var("CHAT_TEST_MYSQL_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(server) => {
+            let server = server.trim_end_matches('/');
+            let database = format!("chat_store_{:x}", rand::random::<u64>());
+            let mut admin = sqlx::MySqlConnection::connect(server)
+                .await
+                .expect("MySQL reachable");
+            sqlx::query(&format!("CREATE DATABASE {database}"))
+                .execute(&mut admin)
+                .await
+                .expect("create");
+            let mysql = MysqlStore::open(&format!("{server}/{database}"))
+                .await
+                .expect("mysql opens");
+            stores.push(("mysql", Arc::new(mysql), None));
+        }
+        None => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CHAT_TEST_MYSQL_URL must be set when CI=true"
+            );
+            eprintln!("skipped the MySQL store contract: CHAT_TEST_MYSQL_URL is not set");
+        }
+    }
+    stores
+}
+
+fn message(token: &Token, chat: u64, number: u64, body: &str) -> Event {
+    Event::MessageCreated {
+        token: token.to_string(),
+        chat,
+        number,
+        body: body.into(),
+        at: domain::now(),
+    }
+}
+
+const FIRST: Page = Page {
+    after: 0,
+    offset: 0,
+    limit: 100,
+};
+
+#[tokio::test]
+async fn replaying_a_batch_changes_nothing() {
+    for (name, store, _dir) in stores().await {
+        let token = Token::generate();
+        let batch = vec![
+            Event::ApplicationCreated {
+                token: token.to_string(),
+                name: "replay".into(),
+                at: domain::now(),
+            },
+            Event::ChatCreated {
+                token: token.to_string(),
+                number: 1,
+                at: domain::now(),
+            },
+            message(&token, 1, 1, "one"),
+            message(&token, 1, 2, "two"),
+            Event::MessageEdited {
+                token: token.to_string(),
+                chat: 1,
+                number: 1,
+                body: "edited".into(),
+                at: domain::now(),
+            },
+        ];
+        let first = store.apply(&batch).await.expect("apply");
+        assert!(
+            first.iter().all(|outcome| *outcome != Applied::NotFound),
+            "{name}: {first:?}"
+        );
+        store.apply(&batch).await.expect("replay");
+        store.apply(&batch[2..]).await.expect("partial replay");
+        let chat = store.chat(&token, 1).await.expect("read").expect("chat");
+        assert_eq!(chat.messages_count, 2, "{name}");
+        let application = store
+            .application(&token)
+            .await
+            .expect("read")
+            .expect("application");
+        assert_eq!(application.chats_count, 1, "{name}");
+        let messages = store
+            .messages(&token, 1, FIRST)
+            .await
+            .expect("read")
+            .expect("chat");
+        let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, vec!["edited", "two"], "{name}");
+        let report = store.sync_counts().await.expect("sync");
+        assert_eq!(
+            (report.applications_fixed, report.chats_fixed),
+            (0, 0),
+            "{name}: counts were exact"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_before_its_chat_creates_the_chat_and_the_late_chat_event_changes_nothing() {
+    for (name, store, _dir) in stores().await {
+        let token = Token::generate();
+        let created = Event::ApplicationCreated {
+            token: token.to_string(),
+            name: "early".into(),
+            at: domain::now(),
+        };
+        store.apply(&[created]).await.expect("apply");
+        store
+            .apply(&[message(&token, 3, 1, "early bird")])
+            .await
+            .expect("apply");
+        let chat = store
+            .chat(&token, 3)
+            .await
+            .expect("read")
+            .expect("chat created from the message");
+        assert_eq!(chat.messages_count, 1, "{name}");
+        let late = Event::ChatCreated {
+            token: token.to_string(),
+            number: 3,
+            at: domain::now(),
+        };
+        store.apply(&[late]).await.expect("apply");
+        let again = store.chat(&token, 3).await.expect("read").expect("chat");
+        assert_eq!(again.messages_count, 1, "{name}");
+        assert_eq!(again.created_at, chat.created_at, "{name}");
+        assert_eq!(
+            store
+                .application(&token)
+                .await
+                .expect("read")
+                .expect("app")
+                .chats_count,
+            1,
+            "{name}"
+        );
+        let counters = store.counters().await.expect("counters");
+        assert!(
+            counters.chats.contains(&(token.to_string(), 3, 1)),
+            "{name}"
+        );
+
+        let orphan = store
+            .apply(&[message(&Token::generate(), 1, 1, "nobody")])
+            .await
+            .expect("apply");
+        assert_eq!(
+            orphan,
+            vec![Applied::NotFound],
+            "{name}: no application, no chat"
+        );
+    }
+}
