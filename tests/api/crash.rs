@@ -32,6 +32,10 @@ async fn start(dir: &Path) -> Server {
 
 #[tokio::test]
 async fn kill_9_under_concurrent_writes_loses_no_acknowledged_message() {
+    if crate::helpers::embedded_only("kill_9_under_concurrent_writes_loses_no_acknowledged_message")
+    {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
     let client = reqwest::Client::new();
@@ -163,6 +167,10 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_message() {
 
 #[tokio::test]
 async fn a_second_process_on_the_same_data_directory_refuses_to_start() {
+    if crate::helpers::embedded_only("a_second_process_on_the_same_data_directory_refuses_to_start")
+    {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let _first = start(dir.path()).await;
     let second = Command::new(binary())
@@ -179,6 +187,9 @@ async fn a_second_process_on_the_same_data_directory_refuses_to_start() {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
+    if crate::helpers::embedded_only("sigterm_finishes_in_flight_writes_and_exits_cleanly") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path()).await;
     let client = reqwest::Client::new();
@@ -212,6 +223,9 @@ async fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
 
 #[tokio::test]
 async fn every_command_has_help_and_sync_counts_repairs_counts() {
+    if crate::helpers::embedded_only("every_command_has_help_and_sync_counts_repairs_counts") {
+        return;
+    }
     for command in [
         vec!["--help"],
         vec!["serve", "--help"],

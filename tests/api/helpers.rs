@@ -5,6 +5,8 @@ use std::process::Stdio;
 
 use chat_system::app::App;
 use chat_system::config::{Config, LogFormat};
+use chat_system::events::kafka::{KafkaBacklog, Topics};
+use chat_system::events::Backlog;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -20,6 +22,23 @@ pub struct TestApp {
     pub dir: TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    /// In the scaled shape: the processes, and the broker backlog that reads wait out.
+    scaled: Option<(crate::stack::Stack, KafkaBacklog)>,
+}
+
+/// Whether this run drives the scaled shape (`CHAT_TEST_SHAPE=scaled`): then every test of the
+/// suite runs against an API process and a worker on MariaDB, Redis and the broker, and a test
+/// that only makes sense in the embedded shape says `skipped`.
+pub fn scaled() -> bool {
+    std::env::var("CHAT_TEST_SHAPE").as_deref() == Ok("scaled")
+}
+
+/// For embedded-only tests: true (after saying so) when this run is the scaled one.
+pub fn embedded_only(test: &str) -> bool {
+    if scaled() {
+        eprintln!("skipped {test}: embedded shape only");
+    }
+    scaled()
 }
 
 pub fn config(data_dir: &Path) -> Config {
@@ -41,10 +60,25 @@ pub fn config(data_dir: &Path) -> Config {
     }
 }
 
-/// Starts the server in this process on a random port with a fresh data directory.
+/// Starts the server in this process on a random port with a fresh data directory; or, in the
+/// scaled run, a stack of one API process and one worker.
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temporary directory");
-    spawn_app_in(dir).await
+    if !scaled() {
+        return spawn_app_in(dir).await;
+    }
+    let services = crate::stack::services("the scaled suite")
+        .expect("CHAT_TEST_SHAPE=scaled needs the services");
+    let stack = crate::stack::Stack::start(&services, 1, 1).await;
+    let backlog = KafkaBacklog::new(&services.kafka, Topics::new(&stack.namespace));
+    TestApp {
+        address: stack.api(0).to_owned(),
+        client: reqwest::Client::new(),
+        dir,
+        stop: None,
+        server: None,
+        scaled: Some((stack, backlog)),
+    }
 }
 
 pub async fn spawn_app_in(dir: TempDir) -> TestApp {
@@ -61,6 +95,7 @@ pub async fn spawn_app_in(dir: TempDir) -> TestApp {
         dir,
         stop: Some(stop),
         server: Some(server),
+        scaled: None,
     }
 }
 
@@ -92,7 +127,19 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// GET, after (in the scaled shape) the workers stored everything acknowledged so far:
+    /// reads then see every earlier write, as in the embedded shape.
     pub async fn get(&self, path: &str) -> Response {
+        if let Some((_, backlog)) = &self.scaled {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !backlog.drained().await.unwrap_or(false) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the workers never caught up"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
         self.request(Method::GET, path, None).await
     }
 
