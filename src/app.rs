@@ -13,6 +13,7 @@ use tower_http::normalize_path::NormalizePath;
 use crate::config::{Config, Database};
 use crate::events::direct::DirectSink;
 use crate::events::{Backlog, EventSink, NoBacklog};
+use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency};
 use crate::metrics::Metrics;
 use crate::search::Search;
 use crate::sequencer::{MemorySequencer, RedisSequencer, Sequencer};
@@ -28,6 +29,7 @@ pub struct App {
     pub sequencer: Arc<dyn Sequencer>,
     pub sink: Arc<dyn EventSink>,
     pub search: Arc<dyn Search>,
+    pub idempotency: Arc<dyn Idempotency>,
     pub metrics: Metrics,
     /// Held for the life of the process: numbers come from this process alone.
     _lock: Option<DataLock>,
@@ -77,6 +79,10 @@ impl App {
             lock,
         } = Backend::open(config, true).await?;
         let (sink, backlog) = Self::sink(config, &store, &metrics)?;
+        let idempotency: Arc<dyn Idempotency> = match config.redis() {
+            Some(url) => Arc::new(RedisIdempotency::connect(url, &config.namespace).await?),
+            None => Arc::new(LocalIdempotency::new(store.clone())),
+        };
         let sequencer: Arc<dyn Sequencer> = match config.redis() {
             Some(url) => {
                 let grace = DELIVERY_GRACE;
@@ -92,6 +98,7 @@ impl App {
             sequencer,
             sink,
             search,
+            idempotency,
             metrics,
             _lock: lock,
         }))

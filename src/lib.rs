@@ -35,6 +35,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 pub mod search;
 pub mod sequencer;

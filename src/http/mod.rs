@@ -4,6 +4,7 @@
 mod applications;
 mod chats;
 mod extract;
+mod idempotency;
 mod messages;
 mod ops;
 
@@ -71,6 +72,10 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(Scalar::with_url("/docs", openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            idempotency::idempotent,
+        ))
         .route_layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(TraceLayer::new_for_http())

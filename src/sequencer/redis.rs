@@ -287,7 +287,7 @@ impl Recovery {
         if locked.is_none() {
             return Ok(());
         }
-        tracing::warn!("redis lost its counters: recovering them from the store");
+        tracing::warn!("redis holds no counters (new or reset): deriving them from the store");
         let mut counters = self.store.counters().await?;
         // With no application stored, no number can have been drawn: nothing to wait for.
         if !counters.applications.is_empty() {

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use crate::domain::{Application, Chat, Message, Page, Token};
 use crate::error::BackendError;
 use crate::events::{Applied, Event};
+use crate::idempotency::StoredResponse;
 
 /// What `sync-counts` changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,16 @@ pub trait Store: Send + Sync {
 
     /// Recomputes `chats_count` and `messages_count` from the rows.
     async fn sync_counts(&self) -> Result<SyncReport, BackendError>;
+
+    /// The response stored for an `Idempotency-Key` (younger than a day), if any.
+    async fn stored_response(&self, key: &str) -> Result<Option<StoredResponse>, BackendError>;
+
+    /// Stores the response of a request that carried an `Idempotency-Key`, and forgets old ones.
+    async fn store_response(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), BackendError>;
 
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), BackendError>;

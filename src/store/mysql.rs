@@ -14,9 +14,10 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
 use super::sqlite::remember;
 use super::{Store, SyncReport};
-use crate::domain::{Application, Chat, Message, Page, Token};
+use crate::domain::{self, Application, Chat, Message, Page, Token};
 use crate::error::BackendError;
 use crate::events::{Applied, Event};
+use crate::idempotency::{StoredResponse, RETENTION};
 
 pub struct MysqlStore {
     pub(super) pool: MySqlPool,
@@ -259,6 +260,47 @@ impl Store for MysqlStore {
 
     async fn sync_counts(&self) -> Result<SyncReport, BackendError> {
         super::mysql_apply::sync_counts(&self.pool).await
+    }
+
+    async fn stored_response(&self, key: &str) -> Result<Option<StoredResponse>, BackendError> {
+        let since = (domain::now() - RETENTION).naive_utc();
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT request, CAST(status AS SIGNED), body FROM idempotency_keys WHERE `key` = ? AND created_at > ?",
+        )
+        .bind(key)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(request, status, body)| StoredResponse {
+            request,
+            status: status as u16,
+            body,
+        }))
+    }
+
+    async fn store_response(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), BackendError> {
+        let now = domain::now();
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ? LIMIT 1000")
+            .bind((now - RETENTION).naive_utc())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO idempotency_keys (`key`, request, status, body, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON DUPLICATE KEY UPDATE request = VALUES(request), status = VALUES(status), body = VALUES(body), \
+             created_at = VALUES(created_at)",
+        )
+        .bind(key)
+        .bind(&response.request)
+        .bind(i64::from(response.status))
+        .bind(&response.body)
+        .bind(now.naive_utc())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

@@ -18,9 +18,10 @@ use sqlx::sqlite::{
 };
 
 use super::{Store, SyncReport};
-use crate::domain::{Application, Chat, Message, Page, Token};
+use crate::domain::{self, Application, Chat, Message, Page, Token};
 use crate::error::BackendError;
 use crate::events::{Applied, Event};
+use crate::idempotency::{StoredResponse, RETENTION};
 
 /// Cached ids beyond this many are dropped (the caches only save look-ups).
 const CACHE_LIMIT: usize = 1_000_000;
@@ -311,6 +312,49 @@ impl Store for SqliteStore {
             applications_fixed: applications.rows_affected(),
             chats_fixed: chats.rows_affected(),
         })
+    }
+
+    async fn stored_response(&self, key: &str) -> Result<Option<StoredResponse>, BackendError> {
+        let since = (domain::now() - RETENTION).timestamp_micros();
+        let row: Option<(String, i64, String)> = sqlx::query_as(
+            "SELECT request, status, body FROM idempotency_keys WHERE key = ?1 AND created_at > ?2",
+        )
+        .bind(key)
+        .bind(since)
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(row.map(|(request, status, body)| StoredResponse {
+            request,
+            status: status as u16,
+            body,
+        }))
+    }
+
+    async fn store_response(
+        &self,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<(), BackendError> {
+        let now = domain::now();
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
+            .bind((now - RETENTION).timestamp_micros())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO idempotency_keys (key, request, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (key) DO UPDATE SET request = excluded.request, status = excluded.status, \
+             body = excluded.body, created_at = excluded.created_at",
+        )
+        .bind(key)
+        .bind(&response.request)
+        .bind(i64::from(response.status))
+        .bind(&response.body)
+        .bind(now.timestamp_micros())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

@@ -6,6 +6,7 @@ mod chats;
 mod crash;
 mod errors;
 mod helpers;
+mod idempotency;
 mod messages;
 mod ops;
 mod scaled;
