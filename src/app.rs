@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use tower_http::normalize_path::NormalizePath;
 use crate::config::{Config, Database};
 use crate::events::direct::DirectSink;
 use crate::events::{Backlog, EventSink, NoBacklog};
+use crate::http::limits::Limits;
 use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency};
 use crate::metrics::Metrics;
 use crate::search::Search;
@@ -30,6 +32,7 @@ pub struct App {
     pub sink: Arc<dyn EventSink>,
     pub search: Arc<dyn Search>,
     pub idempotency: Arc<dyn Idempotency>,
+    pub limits: Limits,
     pub metrics: Metrics,
     /// Held for the life of the process: numbers come from this process alone.
     _lock: Option<DataLock>,
@@ -99,6 +102,11 @@ impl App {
             sink,
             search,
             idempotency,
+            limits: Limits::new(
+                std::time::Duration::from_secs(config.request_timeout.max(1)),
+                config.rate_limit_per_client,
+                config.rate_limit_per_token,
+            ),
             metrics,
             _lock: lock,
         }))
@@ -221,12 +229,25 @@ impl App {
         let router = crate::http::router(self.clone());
         // Trailing slashes are trimmed before routing: `/applications/` is `/applications`.
         let service = NormalizePath::trim_trailing_slash(router);
-        axum::serve(
-            listener,
-            axum::ServiceExt::<Request>::into_make_service(service),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        // Idle rate-limiter entries are dropped every minute, so their memory stays bounded.
+        let janitor = {
+            let app = self.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    every.tick().await;
+                    app.limits.forget_idle();
+                }
+            })
+        };
+        // The client's address is needed by the per-client rate limit.
+        let service =
+            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service);
+        let served = axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        janitor.abort();
+        served?;
         self.sink.flush_and_stop().await;
         tracing::info!("stopped");
         Ok(())

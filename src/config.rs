@@ -64,6 +64,23 @@ pub struct Config {
     #[arg(long, env = "SYNC_COUNTS_EVERY", default_value_t = 3600, global = true)]
     pub sync_counts_every: u64,
 
+    /// Requests per second allowed to one client address (0: no limit). Beyond it: 429.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_CLIENT",
+        default_value_t = 0,
+        global = true
+    )]
+    pub rate_limit_per_client: u32,
+
+    /// Requests per second allowed to one application token (0: no limit). Beyond it: 429.
+    #[arg(long, env = "RATE_LIMIT_PER_TOKEN", default_value_t = 0, global = true)]
+    pub rate_limit_per_token: u32,
+
+    /// Seconds a request may take, reading its body included, before it is answered 408.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 30, global = true)]
+    pub request_timeout: u64,
+
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,

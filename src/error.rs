@@ -23,6 +23,10 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{0}")]
     Validation(String),
+    #[error("too many requests: slow down")]
+    TooManyRequests,
+    #[error("the request took too long")]
+    Timeout,
     /// A backing service cannot be reached; the client should retry.
     #[error("{0}")]
     Unavailable(String),
@@ -51,6 +55,8 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -63,6 +69,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation(_) => "validation_failed",
+            Self::TooManyRequests => "rate_limited",
+            Self::Timeout => "timeout",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -78,7 +86,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `not_found`, `method_not_allowed`,
-    /// `payload_too_large`, `validation_failed`, `unavailable`, `internal`.
+    /// `payload_too_large`, `validation_failed`, `rate_limited`, `timeout`, `unavailable`,
+    /// `internal`.
     pub code: String,
     pub message: String,
 }

@@ -5,6 +5,7 @@ mod applications;
 mod chats;
 mod extract;
 mod idempotency;
+pub mod limits;
 mod messages;
 mod ops;
 
@@ -76,6 +77,7 @@ pub fn router(app: Arc<App>) -> Router {
             app.clone(),
             idempotency::idempotent,
         ))
+        .route_layer(middleware::from_fn_with_state(app.clone(), limits::limit))
         .route_layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(TraceLayer::new_for_http())

@@ -56,6 +56,9 @@ pub fn config(data_dir: &Path) -> Config {
         worker_index: None,
         worker_count: None,
         sync_counts_every: 3600,
+        rate_limit_per_client: 0,
+        rate_limit_per_token: 0,
+        request_timeout: 30,
         log_format: LogFormat::Text,
     }
 }
@@ -82,7 +85,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_in(dir: TempDir) -> TestApp {
-    let app = App::build(&config(dir.path())).await.expect("app starts");
+    spawn_app_with(dir, |_| {}).await
+}
+
+/// Starts the server in this process with a configuration changed by `adjust`.
+pub async fn spawn_app_with(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = config(dir.path());
+    adjust(&mut config);
+    let app = App::build(&config).await.expect("app starts");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
     let (stop, stopped) = oneshot::channel::<()>();

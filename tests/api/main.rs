@@ -7,6 +7,7 @@ mod crash;
 mod errors;
 mod helpers;
 mod idempotency;
+mod limits;
 mod messages;
 mod ops;
 mod scaled;
