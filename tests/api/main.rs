@@ -2,6 +2,7 @@
 //! temporary data directory (and, for the crash tests, the real binary as a child process).
 
 mod applications;
+mod bench;
 mod chats;
 mod crash;
 mod errors;

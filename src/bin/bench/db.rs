@@ -1,0 +1,230 @@
+//! Direct SQLite work: preloading the server's database in bulk (while the server is stopped),
+//! and the persistence ceiling (raw batched inserts at the server's durability).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::Rng;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection};
+
+use crate::scenario::{body, seeded, HOT_CHAT, SEARCH_CHAT, SPREAD};
+
+/// The server's schema, applied as is to the ceiling's database.
+const SCHEMA: &str = include_str!("../../../migrations/sqlite/0001_init.sql");
+/// Rows per multi-row INSERT while preloading.
+const ROWS_PER_INSERT: usize = 100;
+/// Rows per preload transaction.
+const ROWS_PER_TX: u64 = 50_000;
+
+async fn open(path: &Path, sync: SqliteSynchronous) -> anyhow::Result<SqliteConnection> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(sync)
+        .pragma("cache_size", "-65536");
+    SqliteConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+async fn app_id(conn: &mut SqliteConnection, token: &str) -> anyhow::Result<i64> {
+    sqlx::query_scalar("SELECT id FROM applications WHERE token = ?1")
+        .bind(token)
+        .fetch_one(&mut *conn)
+        .await
+        .context("the bench application is not stored")
+}
+
+/// Creates chats 1..=HOT_CHAT of the application (the server is stopped).
+pub async fn ensure_chats(db: &Path, token: &str) -> anyhow::Result<()> {
+    let mut conn = open(db, SqliteSynchronous::Full).await?;
+    let app = app_id(&mut conn, token).await?;
+    let now = now_micros();
+    let mut tx = conn.begin().await?;
+    for number in 1..=HOT_CHAT {
+        sqlx::query(
+            "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) \
+             VALUES (?1, ?2, 0, ?3, ?3) ON CONFLICT DO NOTHING",
+        )
+        .bind(app)
+        .bind(number as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE applications SET chats_count = (SELECT COUNT(*) FROM chats WHERE application_id = ?1) WHERE id = ?1",
+    )
+    .bind(app)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What the database holds after a fill.
+pub struct Filled {
+    /// All messages stored.
+    pub stored: u64,
+    /// Every spread chat holds messages 1..=readable.
+    pub readable: u64,
+    /// Messages in the search chat.
+    pub search_chat: u64,
+}
+
+/// Adds messages until `target` are stored: a tenth in the search chat, the rest round-robin
+/// over the spread chats. Bulk transactions with `synchronous = OFF` (a preload, not a measure);
+/// the FTS index is filled by the schema's own triggers, counts are recomputed at the end.
+pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Result<Filled> {
+    let mut conn = open(db, SqliteSynchronous::Off).await?;
+    let app = app_id(&mut conn, token).await?;
+    let chats: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT c.id, c.number, COALESCE((SELECT MAX(number) FROM messages m WHERE m.chat_id = c.id), 0) \
+         FROM chats c WHERE c.application_id = ?1 AND c.number <= ?2 ORDER BY c.number",
+    )
+    .bind(app)
+    .bind(SEARCH_CHAT as i64)
+    .fetch_all(&mut conn)
+    .await?;
+    anyhow::ensure!(
+        chats.len() as u64 == SEARCH_CHAT,
+        "the bench chats are missing"
+    );
+    let mut next: Vec<(i64, i64)> = chats.iter().map(|&(id, _, max)| (id, max + 1)).collect();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await?;
+    let search_index = (SEARCH_CHAT - 1) as usize;
+    let need = target.saturating_sub(stored as u64);
+    let search_have = (next[search_index].1 - 1) as u64;
+    let mut search_left = need.min((target / 10).saturating_sub(search_have));
+    let mut rng = seeded(seed);
+    let sql = format!(
+        "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES {}",
+        vec!["(?, ?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ")
+    );
+    let now = now_micros();
+    let mut cursor = 0usize;
+    let mut done = 0u64;
+    while done < need {
+        let mut tx = conn.begin().await?;
+        let mut in_tx = 0u64;
+        while in_tx < ROWS_PER_TX && done < need {
+            let rows = (need - done).min(ROWS_PER_INSERT as u64) as usize;
+            let mut picks = Vec::with_capacity(rows);
+            for i in 0..rows as u64 {
+                let left = need - done - i;
+                let chat = if search_left > 0 && rng.random_range(0..left) < search_left {
+                    search_left -= 1;
+                    search_index
+                } else {
+                    cursor = (cursor + 1) % SPREAD as usize;
+                    cursor
+                };
+                let number = next[chat].1;
+                next[chat].1 += 1;
+                picks.push((next[chat].0, number, body(&mut rng)));
+            }
+            let statement = if rows == ROWS_PER_INSERT {
+                sql.clone()
+            } else {
+                format!(
+                    "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES {}",
+                    vec!["(?, ?, ?, ?, ?)"; rows].join(", ")
+                )
+            };
+            let mut query = sqlx::query(&statement);
+            for (chat_id, number, text) in picks {
+                query = query
+                    .bind(chat_id)
+                    .bind(number)
+                    .bind(text)
+                    .bind(now)
+                    .bind(now);
+            }
+            query.execute(&mut *tx).await?;
+            done += rows as u64;
+            in_tx += rows as u64;
+        }
+        tx.commit().await?;
+    }
+    sqlx::query(
+        "UPDATE chats SET messages_count = (SELECT COUNT(*) FROM messages m WHERE m.chat_id = chats.id) \
+         WHERE application_id = ?1",
+    )
+    .bind(app)
+    .execute(&mut conn)
+    .await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(&mut conn)
+        .await?;
+    let readable = next[..SPREAD as usize]
+        .iter()
+        .map(|&(_, n)| n - 1)
+        .min()
+        .unwrap_or(0);
+    conn.close().await?;
+    Ok(Filled {
+        stored: stored as u64,
+        readable: readable as u64,
+        search_chat: (next[search_index].1 - 1) as u64,
+    })
+}
+
+/// The persistence ceiling: single-row inserts into the server's schema (FTS triggers
+/// included), `batch` per transaction, WAL and `synchronous = FULL` like the server. Rows/s.
+pub async fn ceiling(dir: &Path, batch: usize, duration: Duration) -> anyhow::Result<f64> {
+    let path = dir.join(format!("ceiling-{batch}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let mut conn = open(&path, SqliteSynchronous::Full).await?;
+    sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
+    let now = now_micros();
+    sqlx::query(
+        "INSERT INTO applications (token, name, created_at, updated_at) VALUES ('t', 'n', ?1, ?1)",
+    )
+    .bind(now)
+    .execute(&mut conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO chats (application_id, number, created_at, updated_at) VALUES (1, 1, ?1, ?1)",
+    )
+    .bind(now)
+    .execute(&mut conn)
+    .await?;
+    let mut rng = seeded(batch as u64);
+    let mut number = 0i64;
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let mut tx = conn.begin().await?;
+        for _ in 0..batch {
+            number += 1;
+            sqlx::query(
+                "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES (1, ?1, ?2, ?3, ?3)",
+            )
+            .bind(number)
+            .bind(body(&mut rng))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    let rate = number as f64 / start.elapsed().as_secs_f64();
+    conn.close().await?;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(rate)
+}

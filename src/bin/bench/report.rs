@@ -1,0 +1,336 @@
+//! What a run measured, as JSON (`results.json`) and as Markdown tables (`tables.md`).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::load::Outcome;
+use crate::scenario::Kind;
+
+/// Quantiles kept for the latency plot.
+pub const QUANTILES: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999];
+
+#[derive(Serialize, Clone)]
+pub struct Measurement {
+    pub scenario: Kind,
+    pub name: &'static str,
+    /// "closed" or "open".
+    pub mode: &'static str,
+    pub connections: usize,
+    /// Open loop: the offered rate (requests/s).
+    pub offered: Option<f64>,
+    /// Messages stored when the run started.
+    pub stored: u64,
+    pub throughput: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub duplicates: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// (quantile, milliseconds) for [`QUANTILES`].
+    pub quantiles: Vec<(f64, f64)>,
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+impl Measurement {
+    pub fn new(
+        scenario: Kind,
+        mode: &'static str,
+        connections: usize,
+        offered: Option<f64>,
+        stored: u64,
+        outcome: &Outcome,
+    ) -> Self {
+        let at = |q: f64| ms(outcome.hist.value_at_quantile(q));
+        Self {
+            scenario,
+            name: scenario.name(),
+            mode,
+            connections,
+            offered,
+            stored,
+            throughput: outcome.throughput(),
+            ok: outcome.ok,
+            errors: outcome.errors,
+            duplicates: outcome.duplicates,
+            p50_ms: at(0.5),
+            p90_ms: at(0.9),
+            p99_ms: at(0.99),
+            p999_ms: at(0.999),
+            max_ms: ms(outcome.hist.max()),
+            quantiles: QUANTILES.iter().map(|&q| (q, at(q))).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub kernel: String,
+    pub load_before: String,
+    pub load_after: String,
+    /// Other cargo/rustc processes seen at the start or end of the run (the machine is shared).
+    pub builds_running: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct SqliteCeiling {
+    pub batch: usize,
+    pub rows_per_s: f64,
+}
+
+#[derive(Serialize)]
+pub struct Target {
+    pub name: String,
+    pub wanted: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub smoke: bool,
+    pub duration_s: f64,
+    pub machine: Machine,
+    pub ceiling: Measurement,
+    pub sqlite: Vec<SqliteCeiling>,
+    /// Mean group-commit batch of the create-message (1000 chats) run, from `/metrics`.
+    pub mean_batch: f64,
+    /// The full suite at the largest stage.
+    pub runs: Vec<Measurement>,
+    /// Open-loop create-message runs at fractions of the closed-loop maximum.
+    pub sweep: Vec<Measurement>,
+    /// Create and read at every stage.
+    pub growth: Vec<Measurement>,
+    pub search_chat_messages: u64,
+    pub targets: Vec<Target>,
+}
+
+impl Report {
+    pub fn find(&self, kind: Kind) -> Option<&Measurement> {
+        self.runs.iter().find(|m| m.scenario == kind)
+    }
+}
+
+fn row(out: &mut String, m: &Measurement, ceiling: f64) {
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+        m.name,
+        m.stored,
+        m.offered
+            .map_or("closed".to_owned(), |o| format!("{o:.0}/s")),
+        m.throughput,
+        m.throughput / ceiling,
+        m.p50_ms,
+        m.p90_ms,
+        m.p99_ms,
+        m.p999_ms,
+        m.errors,
+        m.duplicates,
+    );
+}
+
+const HEADER: &str = "| scenario | stored | offered | req/s | × ceiling | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | duplicates |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+
+/// The tables of BENCHMARKS.md, generated so that no figure is copied by hand.
+pub fn markdown(report: &Report) -> String {
+    let ceiling = report.ceiling.throughput;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### Targets\n\n| target | wanted | measured | met |\n| --- | --- | --- | --- |"
+    );
+    for t in &report.targets {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            t.name,
+            t.wanted,
+            t.measured,
+            if t.met { "yes" } else { "**no**" }
+        );
+    }
+    let _ = writeln!(out, "\n### Ceilings (same run, same machine)\n");
+    out.push_str(HEADER);
+    row(&mut out, &report.ceiling, ceiling);
+    let _ = writeln!(
+        out,
+        "\n| raw SQLite batch (rows per transaction) | rows/s | create message req/s ÷ this |\n| ---: | ---: | ---: |"
+    );
+    let create = report
+        .find(Kind::CreateSpread)
+        .map_or(0.0, |m| m.throughput);
+    for s in &report.sqlite {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2} |",
+            s.batch,
+            s.rows_per_s,
+            create / s.rows_per_s.max(1e-9)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nMean group-commit batch during the create-message run: {:.1} messages.",
+        report.mean_batch
+    );
+    let _ = writeln!(
+        out,
+        "\n### Scenarios ({} messages stored, search chat holds {})\n",
+        report.runs.first().map_or(0, |m| m.stored),
+        report.search_chat_messages
+    );
+    out.push_str(HEADER);
+    for m in &report.runs {
+        row(&mut out, m, ceiling);
+    }
+    let _ = writeln!(
+        out,
+        "\n### Open loop: create message at fractions of its maximum\n"
+    );
+    out.push_str(HEADER);
+    for m in &report.sweep {
+        row(&mut out, m, ceiling);
+    }
+    let _ = writeln!(out, "\n### Growth\n");
+    out.push_str(HEADER);
+    for m in &report.growth {
+        row(&mut out, m, ceiling);
+    }
+    out
+}
+
+/// A plain-text table for the terminal.
+pub fn print(report: &Report) {
+    let ceiling = report.ceiling.throughput;
+    println!(
+        "{:<34} {:>9} {:>9} {:>10} {:>7} {:>8} {:>8} {:>8} {:>9} {:>5} {:>5}",
+        "scenario",
+        "stored",
+        "offered",
+        "req/s",
+        "x ceil",
+        "p50ms",
+        "p90ms",
+        "p99ms",
+        "p99.9ms",
+        "err",
+        "dup"
+    );
+    let all = std::iter::once(&report.ceiling)
+        .chain(&report.runs)
+        .chain(&report.sweep)
+        .chain(&report.growth);
+    for m in all {
+        println!(
+            "{:<34} {:>9} {:>9} {:>10.0} {:>7.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>5} {:>5}",
+            m.name,
+            m.stored,
+            m.offered.map_or("closed".to_owned(), |o| format!("{o:.0}")),
+            m.throughput,
+            m.throughput / ceiling,
+            m.p50_ms,
+            m.p90_ms,
+            m.p99_ms,
+            m.p999_ms,
+            m.errors,
+            m.duplicates
+        );
+    }
+    for s in &report.sqlite {
+        println!(
+            "raw sqlite batch {:>5}: {:>10.0} rows/s",
+            s.batch, s.rows_per_s
+        );
+    }
+    for t in &report.targets {
+        println!(
+            "target {}: wanted {}, measured {} -> {}",
+            t.name,
+            t.wanted,
+            t.measured,
+            if t.met { "met" } else { "MISSED" }
+        );
+    }
+}
+
+/// The targets, judged on this run's figures.
+pub fn targets(report: &Report, largest_stage: u64) -> Vec<Target> {
+    let ceiling = report.ceiling.throughput.max(1e-9);
+    let mut out = Vec::new();
+    if let Some(create) = report.find(Kind::CreateSpread) {
+        let ratio = create.throughput / ceiling;
+        out.push(Target {
+            name: "create-message throughput (full durability)".into(),
+            wanted: ">= 0.40 x axum ceiling".into(),
+            measured: format!(
+                "{ratio:.2} x ({:.0} of {ceiling:.0} req/s)",
+                create.throughput
+            ),
+            met: ratio >= 0.40,
+        });
+    }
+    if let Some(half) = report.sweep.iter().find(|m| {
+        m.offered
+            .is_some_and(|o| (o / report.sweep_max() - 0.5).abs() < 0.01)
+    }) {
+        out.push(Target {
+            name: "create-message p99 at half the maximum throughput".into(),
+            wanted: "<= 10 ms".into(),
+            measured: format!(
+                "{:.2} ms at {:.0} req/s offered",
+                half.p99_ms,
+                half.offered.unwrap_or(0.0)
+            ),
+            met: half.p99_ms <= 10.0,
+        });
+    }
+    if let Some(read) = report.find(Kind::ReadOne) {
+        let ratio = read.throughput / ceiling;
+        out.push(Target {
+            name: "read-one-message throughput".into(),
+            wanted: ">= 0.60 x axum ceiling".into(),
+            measured: format!(
+                "{ratio:.2} x ({:.0} of {ceiling:.0} req/s)",
+                read.throughput
+            ),
+            met: ratio >= 0.60,
+        });
+    }
+    let search_open = report
+        .runs
+        .iter()
+        .find(|m| m.scenario == Kind::Search && m.mode == "open");
+    if let Some(search) = search_open {
+        out.push(Target {
+            name: format!(
+                "search p99, chat of {} messages, {} stored",
+                report.search_chat_messages, largest_stage
+            ),
+            wanted: "<= 20 ms (chat of 100 000, 1 000 000 stored)".into(),
+            measured: format!(
+                "{:.2} ms at {:.0} req/s offered (half its maximum)",
+                search.p99_ms,
+                search.offered.unwrap_or(0.0)
+            ),
+            met: search.p99_ms <= 20.0,
+        });
+    }
+    out
+}
+
+impl Report {
+    /// The closed-loop create-message maximum the sweep's offered rates are fractions of.
+    pub fn sweep_max(&self) -> f64 {
+        self.find(Kind::CreateSpread)
+            .map_or(1.0, |m| m.throughput.max(1e-9))
+    }
+}

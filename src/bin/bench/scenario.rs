@@ -1,0 +1,254 @@
+//! The scenarios: what each request is, and how its answer is checked.
+//!
+//! Every number the server hands out (a chat's, a message's) goes into one [`Ledger`] for the
+//! whole run, checked as the answers arrive: a number seen twice is a duplicate. A created
+//! message must also come back with the body that was sent (a number reused over an older row
+//! would answer with the older body).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use hyper::{Method, StatusCode};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Chats 1..=SPREAD receive the spread writes and the reads.
+pub const SPREAD: u64 = 1000;
+/// The chat that holds a tenth of the stored messages and is searched.
+pub const SEARCH_CHAT: u64 = 1001;
+/// The one chat every write of the hot-chat scenario goes to.
+pub const HOT_CHAT: u64 = 1002;
+/// Bodies are made of words from a vocabulary this large.
+const VOCABULARY: u64 = 2000;
+const WORDS_PER_BODY: usize = 6;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// POST a message into one of 1 000 chats, at random.
+    CreateSpread,
+    /// POST a message, always into the same chat.
+    CreateHot,
+    /// POST a chat.
+    CreateChat,
+    /// GET one message by number.
+    ReadOne,
+    /// GET one page (50) of a chat's messages, at a random `after`.
+    ListPage,
+    /// GET a search for one word in the search chat.
+    Search,
+    /// 80 % read one message, 20 % create a message (spread).
+    Mixed,
+    /// The axum ceiling: the create-message request against a handler that only parses it.
+    Ceiling,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::CreateSpread => "create message (1000 chats)",
+            Kind::CreateHot => "create message (1 hot chat)",
+            Kind::CreateChat => "create chat",
+            Kind::ReadOne => "read one message",
+            Kind::ListPage => "list one page (50)",
+            Kind::Search => "search (1 word)",
+            Kind::Mixed => "mixed 80% read / 20% write",
+            Kind::Ceiling => "axum ceiling (parse JSON, 201)",
+        }
+    }
+}
+
+/// What the requests refer to: the application, and how many messages each chat holds.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub token: String,
+    /// Every spread chat holds at least this many messages, numbered from 1.
+    pub readable: u64,
+}
+
+/// Every number handed out during the run: (chat number, message number), or (0, chat number).
+#[derive(Default)]
+pub struct Ledger {
+    seen: Mutex<HashSet<(u64, u64)>>,
+    messages: AtomicU64,
+}
+
+impl Ledger {
+    /// Messages created through the API so far (to know how many are stored).
+    pub fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    /// False when the key was already there: a duplicate.
+    fn insert(&self, key: (u64, u64)) -> bool {
+        if key.0 != 0 {
+            self.messages.fetch_add(1, Ordering::Relaxed);
+        }
+        match self.seen.lock() {
+            Ok(mut seen) => seen.insert(key),
+            Err(poisoned) => poisoned.into_inner().insert(key),
+        }
+    }
+}
+
+pub enum Check {
+    /// Any 2xx.
+    Status,
+    /// 201 with a message carrying this body; its number is recorded.
+    Message(String),
+    /// 201 with a chat; its number is recorded.
+    Chat,
+}
+
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<String>,
+    pub check: Check,
+}
+
+pub enum Verdict {
+    Ok,
+    Error,
+    Duplicate,
+}
+
+pub struct Generator {
+    pub kind: Kind,
+    plan: Plan,
+    ledger: std::sync::Arc<Ledger>,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    number: u64,
+    chat_number: Option<u64>,
+    body: Option<String>,
+}
+
+/// A pronounceable pseudo-word: 3 consonant-vowel syllables, distinct for each `i` in range.
+pub fn word(i: u64) -> String {
+    const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
+    const VOWELS: &[u8] = b"aeiou";
+    let mut n = i.wrapping_mul(2654435761) % (70 * 70 * 70);
+    let mut out = String::with_capacity(6);
+    for _ in 0..3 {
+        let syllable = n % 70;
+        n /= 70;
+        out.push(CONSONANTS[(syllable / 5) as usize] as char);
+        out.push(VOWELS[(syllable % 5) as usize] as char);
+    }
+    out
+}
+
+/// A message body of a few random vocabulary words.
+pub fn body(rng: &mut impl Rng) -> String {
+    let words: Vec<String> = (0..WORDS_PER_BODY)
+        .map(|_| word(rng.random_range(0..VOCABULARY)))
+        .collect();
+    words.join(" ")
+}
+
+pub fn seeded(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+impl Generator {
+    pub fn new(kind: Kind, plan: Plan, ledger: std::sync::Arc<Ledger>) -> Self {
+        Self { kind, plan, ledger }
+    }
+
+    fn create_message(&self, chat: u64, rng: &mut StdRng) -> Req {
+        let text = body(rng);
+        Req {
+            method: Method::POST,
+            path: format!("/applications/{}/chats/{chat}/messages", self.plan.token),
+            body: Some(serde_json::json!({ "body": text }).to_string()),
+            check: Check::Message(text),
+        }
+    }
+
+    fn get(&self, path: String) -> Req {
+        Req {
+            method: Method::GET,
+            path,
+            body: None,
+            check: Check::Status,
+        }
+    }
+
+    fn read_one(&self, rng: &mut StdRng) -> Req {
+        let chat = rng.random_range(1..=SPREAD);
+        let number = rng.random_range(1..=self.plan.readable.max(1));
+        self.get(format!(
+            "/applications/{}/chats/{chat}/messages/{number}",
+            self.plan.token
+        ))
+    }
+
+    pub fn next(&self, rng: &mut StdRng) -> Req {
+        let token = &self.plan.token;
+        match self.kind {
+            Kind::CreateSpread | Kind::Ceiling => {
+                self.create_message(rng.random_range(1..=SPREAD), rng)
+            }
+            Kind::CreateHot => self.create_message(HOT_CHAT, rng),
+            Kind::CreateChat => Req {
+                method: Method::POST,
+                path: format!("/applications/{token}/chats"),
+                body: None,
+                check: Check::Chat,
+            },
+            Kind::ReadOne => self.read_one(rng),
+            Kind::ListPage => {
+                let chat = rng.random_range(1..=SPREAD);
+                let after = rng.random_range(0..self.plan.readable.saturating_sub(50).max(1));
+                self.get(format!(
+                    "/applications/{token}/chats/{chat}/messages?per_page=50&after={after}"
+                ))
+            }
+            Kind::Search => {
+                let term = word(rng.random_range(0..VOCABULARY));
+                self.get(format!(
+                    "/applications/{token}/chats/{SEARCH_CHAT}/messages/search?q={term}"
+                ))
+            }
+            Kind::Mixed => {
+                if rng.random_range(0..10) < 2 {
+                    self.create_message(rng.random_range(1..=SPREAD), rng)
+                } else {
+                    self.read_one(rng)
+                }
+            }
+        }
+    }
+
+    pub fn check(&self, req: &Req, status: StatusCode, body: &[u8]) -> Verdict {
+        if !status.is_success() {
+            return Verdict::Error;
+        }
+        if self.kind == Kind::Ceiling {
+            return Verdict::Ok;
+        }
+        let key = match &req.check {
+            Check::Status => return Verdict::Ok,
+            Check::Message(sent) => match serde_json::from_slice::<Created>(body) {
+                Ok(created) if created.body.as_deref() == Some(sent.as_str()) => {
+                    (created.chat_number.unwrap_or(0), created.number)
+                }
+                _ => return Verdict::Error,
+            },
+            Check::Chat => match serde_json::from_slice::<Created>(body) {
+                Ok(created) => (0, created.number),
+                Err(_) => return Verdict::Error,
+            },
+        };
+        if self.ledger.insert(key) {
+            Verdict::Ok
+        } else {
+            Verdict::Duplicate
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The load harness still works: `bench --smoke` runs every scenario for a fraction of a second
+//! at tiny scale against the real binary and writes its results. No timing is asserted.
+
+use serde_json::Value;
+
+#[tokio::test]
+async fn bench_smoke_runs_every_scenario_without_duplicates() {
+    let out = tempfile::tempdir().expect("temporary directory");
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench"))
+        .arg("--smoke")
+        .arg("--out")
+        .arg(out.path())
+        .arg("--server-bin")
+        .arg(env!("CARGO_BIN_EXE_chat-system"))
+        .status()
+        .await
+        .expect("bench starts");
+    assert!(status.success(), "bench --smoke failed: {status}");
+
+    let text = std::fs::read_to_string(out.path().join("results.json")).expect("results.json");
+    let report: Value = serde_json::from_str(&text).expect("results.json is JSON");
+    let runs = report["runs"].as_array().expect("runs");
+    let scenarios: Vec<&str> = runs.iter().filter_map(|m| m["scenario"].as_str()).collect();
+    for wanted in [
+        "create_spread",
+        "create_hot",
+        "create_chat",
+        "read_one",
+        "list_page",
+        "search",
+        "mixed",
+    ] {
+        assert!(
+            scenarios.contains(&wanted),
+            "{wanted} missing from {scenarios:?}"
+        );
+    }
+    let all = std::iter::once(&report["ceiling"])
+        .chain(runs)
+        .chain(report["sweep"].as_array().expect("sweep"))
+        .chain(report["growth"].as_array().expect("growth"));
+    for m in all {
+        assert!(
+            m["ok"].as_u64().unwrap_or(0) > 0,
+            "no successful request: {m}"
+        );
+        assert_eq!(m["errors"], 0, "errors: {m}");
+        assert_eq!(m["duplicates"], 0, "duplicate numbers: {m}");
+    }
+    assert!(!report["sqlite"].as_array().expect("sqlite").is_empty());
+    assert!(!report["targets"].as_array().expect("targets").is_empty());
+    for file in [
+        "tables.md",
+        "latency.png",
+        "throughput_vs_offered.png",
+        "growth.png",
+    ] {
+        let size = std::fs::metadata(out.path().join(file)).map_or(0, |m| m.len());
+        assert!(size > 0, "{file} was not written");
+    }
+}
