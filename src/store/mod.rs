@@ -52,6 +52,19 @@ impl Counters {
     }
 }
 
+/// A stored message with its coordinates, for rebuilding a search index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedMessage {
+    /// The row id: pages of an export continue after the last one.
+    pub id: i64,
+    pub token: String,
+    pub chat: u64,
+    pub number: u64,
+    pub body: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Applies a batch in one transaction and returns one outcome per event, in order.
@@ -86,6 +99,13 @@ pub trait Store: Send + Sync {
 
     /// Every application's and chat's highest number.
     async fn counters(&self) -> Result<Counters, BackendError>;
+
+    /// Up to `limit` messages with a row id above `after`, in row-id order.
+    async fn export_messages(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportedMessage>, BackendError>;
 
     /// Recomputes `chats_count` and `messages_count` from the rows.
     async fn sync_counts(&self) -> Result<SyncReport, BackendError>;

@@ -258,6 +258,37 @@ impl Store for MysqlStore {
         Ok(super::Counters::from_rows(applications, chats))
     }
 
+    async fn export_messages(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<super::ExportedMessage>, BackendError> {
+        type Row = (i64, String, i64, i64, String, NaiveDateTime, NaiveDateTime);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT m.id, CAST(a.token AS CHAR), c.number, m.number, m.body, m.created_at, m.updated_at \
+             FROM messages m JOIN chats c ON c.id = m.chat_id JOIN applications a ON a.id = c.application_id \
+             WHERE m.id > ? ORDER BY m.id LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, token, chat, number, body, created, updated)| super::ExportedMessage {
+                    id,
+                    token,
+                    chat: chat as u64,
+                    number: number as u64,
+                    body,
+                    created_at: created.and_utc(),
+                    updated_at: updated.and_utc(),
+                },
+            )
+            .collect())
+    }
+
     async fn sync_counts(&self) -> Result<SyncReport, BackendError> {
         super::mysql_apply::sync_counts(&self.pool).await
     }

@@ -296,6 +296,36 @@ impl Store for SqliteStore {
         Ok(super::Counters::from_rows(applications, chats))
     }
 
+    async fn export_messages(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<super::ExportedMessage>, BackendError> {
+        let rows: Vec<(i64, String, i64, i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT m.id, a.token, c.number, m.number, m.body, m.created_at, m.updated_at FROM messages m \
+             JOIN chats c ON c.id = m.chat_id JOIN applications a ON a.id = c.application_id \
+             WHERE m.id > ?1 ORDER BY m.id LIMIT ?2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, token, chat, number, body, created, updated)| super::ExportedMessage {
+                    id,
+                    token,
+                    chat: chat as u64,
+                    number: number as u64,
+                    body,
+                    created_at: time(created),
+                    updated_at: time(updated),
+                },
+            )
+            .collect())
+    }
+
     async fn sync_counts(&self) -> Result<SyncReport, BackendError> {
         let mut tx = self.writer.begin().await?;
         let chats = sqlx::query(

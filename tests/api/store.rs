@@ -107,6 +107,26 @@ async fn replaying_a_batch_changes_nothing() {
             .expect("chat");
         let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
         assert_eq!(bodies, vec!["edited", "two"], "{name}");
+        let exported = store.export_messages(0, 1).await.expect("export");
+        assert_eq!(exported.len(), 1, "{name}: bounded pages");
+        let rest = store
+            .export_messages(exported[0].id, 100)
+            .await
+            .expect("export");
+        let all: Vec<(String, u64, u64, String)> = exported
+            .iter()
+            .chain(&rest)
+            .filter(|m| m.token == token.as_str())
+            .map(|m| (m.token.clone(), m.chat, m.number, m.body.clone()))
+            .collect();
+        assert_eq!(
+            all,
+            vec![
+                (token.to_string(), 1, 1, "edited".to_owned()),
+                (token.to_string(), 1, 2, "two".to_owned())
+            ],
+            "{name}"
+        );
         let report = store.sync_counts().await.expect("sync");
         assert_eq!(
             (report.applications_fixed, report.chats_fixed),
