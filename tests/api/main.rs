@@ -4,6 +4,7 @@
 mod applications;
 mod chats;
 mod crash;
+mod elasticsearch;
 mod errors;
 mod helpers;
 mod messages;
