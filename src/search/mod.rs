@@ -1,6 +1,9 @@
 //! The search port. SQL stores implement it themselves (SQLite with FTS5 in
 //! `store::sqlite_search`); search engines get their own adapter here.
 
+pub mod elasticsearch;
+mod elasticsearch_bodies;
+
 use async_trait::async_trait;
 
 use crate::domain::{Message, Page, SearchTerms, Token};
