@@ -12,14 +12,19 @@ use tokio::net::TcpListener;
 use tower_http::normalize_path::NormalizePath;
 
 use crate::config::{Config, Database};
+use crate::error::BackendError;
 use crate::events::direct::DirectSink;
 use crate::events::{Backlog, EventSink, NoBacklog};
 use crate::http::limits::Limits;
 use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency};
 use crate::metrics::Metrics;
+use crate::search::elasticsearch::{Elasticsearch, IndexOp};
 use crate::search::Search;
 use crate::sequencer::{MemorySequencer, RedisSequencer, Sequencer};
 use crate::store::{MysqlStore, SqliteStore, Store, SyncReport};
+
+/// Messages per page of `reindex`.
+const REINDEX_PAGE: u32 = 1000;
 
 /// How long after a Redis reset a number drawn before it may still reach the broker: the
 /// producer's delivery timeout plus a margin. The recovery waits this out.
@@ -78,9 +83,16 @@ impl App {
         let metrics = Metrics::new();
         let Backend {
             store,
-            search,
+            mut search,
             lock,
         } = Backend::open(config, true).await?;
+        if let Some(engine) = Self::search_engine(config, &store)? {
+            // The API starts without the cluster: searches answer 503 until it is back.
+            if let Err(err) = engine.ensure_index().await {
+                tracing::warn!(error = %err, "the search index could not be checked");
+            }
+            search = engine;
+        }
         let (sink, backlog) = Self::sink(config, &store, &metrics)?;
         let idempotency: Arc<dyn Idempotency> = match config.redis() {
             Some(url) => Arc::new(RedisIdempotency::connect(url, &config.namespace).await?),
@@ -110,6 +122,48 @@ impl App {
             metrics,
             _lock: lock,
         }))
+    }
+
+    /// Elasticsearch, when configured.
+    fn search_engine(
+        config: &Config,
+        store: &Arc<dyn Store>,
+    ) -> anyhow::Result<Option<Arc<Elasticsearch>>> {
+        config
+            .elasticsearch()
+            .map(|url| Elasticsearch::new(url, &config.search_index(), store.clone()).map(Arc::new))
+            .transpose()
+    }
+
+    /// Rebuilds the search index from the database, in pages of `REINDEX_PAGE` messages, while
+    /// traffic flows (document ids are deterministic: a message indexed twice is one document).
+    pub async fn reindex(config: &Config) -> anyhow::Result<u64> {
+        let backend = Backend::open(config, false).await?;
+        let engine = Self::search_engine(config, &backend.store)?.ok_or_else(|| {
+            anyhow::anyhow!("reindex rebuilds Elasticsearch: set ELASTICSEARCH_URL")
+        })?;
+        engine.ensure_index().await?;
+        let (mut after, mut total) = (0, 0u64);
+        loop {
+            let page = backend.store.export_messages(after, REINDEX_PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(total);
+            };
+            after = last.id;
+            let ops: Vec<IndexOp> = page
+                .into_iter()
+                .map(|m| IndexOp::Create {
+                    token: m.token,
+                    chat: m.chat,
+                    number: m.number,
+                    body: m.body,
+                    created_at: m.created_at,
+                })
+                .collect();
+            engine.index(&ops).await?;
+            total += ops.len() as u64;
+            tracing::info!(indexed = total, "reindexing");
+        }
     }
 
     #[cfg(feature = "kafka")]
@@ -159,6 +213,14 @@ impl App {
             let topics = crate::events::kafka::Topics::new(&config.namespace);
             crate::events::kafka::create_topics(brokers, &topics, config.kafka_partitions).await?;
         }
+        if let Some(engine) = Self::search_engine(config, &backend.store)? {
+            match engine.ensure_index().await {
+                Err(BackendError::Unavailable(reason)) => {
+                    tracing::warn!(%reason, "search engine unavailable: the workers create the index when it is back")
+                }
+                other => other?,
+            }
+        }
         if let Some(url) = config.redis() {
             let (_, backlog) = Self::sink(config, &backend.store, &Metrics::new())?;
             let sequencer = RedisSequencer::connect(
@@ -191,12 +253,14 @@ impl App {
             .ok_or_else(|| anyhow::anyhow!("workers consume Kafka: set KAFKA_BROKERS"))?;
         let backend = Backend::open(config, false).await?;
         let topics = Topics::new(&config.namespace);
+        let engine = Self::search_engine(config, &backend.store)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         for (wanted, topic) in [(chats, &topics.chats), (messages, &topics.messages)] {
             if wanted {
                 let worker =
-                    Worker::connect(brokers, topic, backend.store.clone(), config.worker_share())?;
+                    Worker::connect(brokers, topic, backend.store.clone(), config.worker_share())?
+                        .indexing(engine.clone());
                 let stopped = stopped.clone();
                 tasks.spawn(async move { worker.run(stopped).await });
             }
@@ -255,7 +319,7 @@ impl App {
 
     /// Whether every backend answers.
     pub async fn ready(&self) -> bool {
-        self.store.ping().await.is_ok() && self.sequencer.ready().await
+        self.store.ping().await.is_ok() && self.sequencer.ready().await && self.search.ready().await
     }
 }
 

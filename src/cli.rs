@@ -28,6 +28,8 @@ pub enum Command {
     Migrate,
     /// Recompute chats_count and messages_count from the stored rows (safe while serving).
     SyncCounts,
+    /// Rebuild the Elasticsearch index from the database (safe while traffic flows).
+    Reindex,
     /// Consume chat and/or message events from Kafka and store them (scaled shape).
     Worker {
         /// Which topic to consume.
@@ -77,6 +79,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
         }
         Command::Worker { topics } => work(&config, topics).await?,
+        Command::Reindex => {
+            let indexed = App::reindex(&config).await?;
+            println!("reindexed {indexed} messages");
+        }
         Command::SyncCounts => {
             let report = App::sync_counts(&config).await?;
             println!(

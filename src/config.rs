@@ -32,7 +32,8 @@ pub struct Config {
     #[arg(long, env = "KAFKA_BROKERS", global = true)]
     pub kafka_brokers: Option<String>,
 
-    /// `http://HOST:9200`: search in Elasticsearch. Unset: search in the database.
+    /// `http://HOST:9200`: search in Elasticsearch 8 or OpenSearch 2 (index `NAMESPACEchat-messages`,
+    /// fed by the workers). Unset: search in the database.
     #[arg(long, env = "ELASTICSEARCH_URL", global = true)]
     pub elasticsearch_url: Option<String>,
 
@@ -136,6 +137,16 @@ impl Config {
         self.redis_url.as_deref().filter(|v| !v.is_empty())
     }
 
+    /// `ELASTICSEARCH_URL`, if set.
+    pub fn elasticsearch(&self) -> Option<&str> {
+        self.elasticsearch_url.as_deref().filter(|v| !v.is_empty())
+    }
+
+    /// The search index of this deployment.
+    pub fn search_index(&self) -> String {
+        format!("{}chat-messages", self.namespace.to_lowercase())
+    }
+
     /// `KAFKA_BROKERS`, if set.
     pub fn kafka(&self) -> Option<&str> {
         self.kafka_brokers.as_deref().filter(|v| !v.is_empty())
@@ -160,15 +171,16 @@ impl Config {
                 bail!("REDIS_URL must start with redis:// (got {url:?})");
             }
         }
-        if self
-            .elasticsearch_url
-            .as_deref()
-            .is_some_and(|v| !v.is_empty())
-        {
+        if self.elasticsearch().is_some() && self.kafka().is_none() {
             bail!(
-                "ELASTICSEARCH_URL is set, but this build searches in the database only; \
-                 unset ELASTICSEARCH_URL"
+                "ELASTICSEARCH_URL needs KAFKA_BROKERS: the workers feed the search index; \
+                 unset ELASTICSEARCH_URL to search in the database"
             );
+        }
+        if let Some(url) = self.elasticsearch() {
+            if !url.starts_with("http://") {
+                bail!("ELASTICSEARCH_URL must start with http:// (got {url:?}); this build speaks no TLS");
+            }
         }
         Ok(())
     }

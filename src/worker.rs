@@ -3,6 +3,7 @@
 //! batch that fails is retried with backoff, never skipped, and its offsets are not committed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +13,10 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use crate::error::BackendError;
 use crate::events::kafka::{client_config, Topics};
-use crate::events::Event;
+use crate::events::{Applied, Event};
+use crate::search::elasticsearch::{Elasticsearch, IndexOp};
 use crate::store::Store;
 
 /// Most events applied in one transaction.
@@ -26,6 +29,11 @@ pub struct Worker {
     consumer: StreamConsumer,
     store: Arc<dyn Store>,
     topic: String,
+    /// Where stored messages are indexed for search, when a search engine is configured.
+    engine: Option<Arc<Elasticsearch>>,
+    /// Whether the index (with its mapping) is known to exist: checked before the first bulk,
+    /// since a bulk into a missing index would create it with a guessed mapping.
+    index_ready: AtomicBool,
 }
 
 /// What one step did.
@@ -85,7 +93,56 @@ impl Worker {
             consumer,
             store,
             topic: topic.to_owned(),
+            engine: None,
+            index_ready: AtomicBool::new(false),
         })
+    }
+
+    /// Indexes the messages of every stored batch in `engine` before committing its offsets.
+    pub fn indexing(mut self, engine: Option<Arc<Elasticsearch>>) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Indexes a stored batch; waits out an unavailable cluster (nothing is dropped), gives up
+    /// only on documents the cluster rejects for good (logged by the engine).
+    async fn index(&self, events: &[Event], shutdown: &mut watch::Receiver<bool>) -> bool {
+        let Some(engine) = &self.engine else {
+            return true;
+        };
+        let ops: Vec<IndexOp> = events.iter().filter_map(index_op).collect();
+        if ops.is_empty() {
+            return true;
+        }
+        loop {
+            let ready = self.index_ready.load(Ordering::Relaxed)
+                || engine
+                    .ensure_index()
+                    .await
+                    .map(|()| self.index_ready.store(true, Ordering::Relaxed))
+                    .is_ok();
+            let indexed = if ready {
+                engine.index(&ops).await
+            } else {
+                Err(BackendError::Unavailable(
+                    "cannot create the search index".into(),
+                ))
+            };
+            match indexed {
+                Ok(()) => return true,
+                Err(BackendError::Unavailable(reason)) => {
+                    tracing::warn!(%reason, "search engine unavailable; retrying the batch");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {},
+                        _ = shutdown.wait_for(|stop| *stop) => return false,
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "documents rejected by the search engine");
+                    return true;
+                }
+            }
+        }
     }
 
     /// Consumes until `shutdown` turns true.
@@ -129,9 +186,9 @@ impl Worker {
         }
         let events = decode(&messages);
         let mut backoff = Duration::from_millis(100);
-        loop {
+        let outcomes = loop {
             match self.store.apply(&events).await {
-                Ok(_) => break,
+                Ok(outcomes) => break outcomes,
                 Err(err) => {
                     tracing::warn!(error = %err, events = events.len(), "storing a batch failed; retrying");
                     tokio::select! {
@@ -141,6 +198,16 @@ impl Worker {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        };
+        // Only what was stored is indexed (an edit of an unknown message is not).
+        let stored: Vec<Event> = events
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Applied::Message(_)))
+            .map(|(event, _)| event.clone())
+            .collect();
+        if !self.index(&stored, shutdown).await {
+            return Ok(Outcome::Stopped);
         }
         // A failed commit only means these events are delivered again, which changes nothing.
         if let Err(err) = self
@@ -213,5 +280,38 @@ pub async fn sync_counts_periodically(
             ),
             Err(err) => tracing::warn!(error = %err, "sync-counts failed"),
         }
+    }
+}
+
+/// What a stored event changes in the search index.
+fn index_op(event: &Event) -> Option<IndexOp> {
+    match event {
+        Event::MessageCreated {
+            token,
+            chat,
+            number,
+            body,
+            at,
+        } => Some(IndexOp::Create {
+            token: token.clone(),
+            chat: *chat,
+            number: *number,
+            body: body.clone(),
+            created_at: *at,
+        }),
+        Event::MessageEdited {
+            token,
+            chat,
+            number,
+            body,
+            at,
+        } => Some(IndexOp::Edit {
+            token: token.clone(),
+            chat: *chat,
+            number: *number,
+            body: body.clone(),
+            updated_at: *at,
+        }),
+        _ => None,
     }
 }

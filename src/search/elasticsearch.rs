@@ -198,6 +198,10 @@ impl Elasticsearch {
 
 #[async_trait]
 impl Search for Elasticsearch {
+    async fn ready(&self) -> bool {
+        self.ping().await
+    }
+
     async fn search(
         &self,
         token: &Token,

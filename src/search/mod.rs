@@ -20,4 +20,9 @@ pub trait Search: Send + Sync {
         terms: &SearchTerms,
         page: Page,
     ) -> Result<Option<Vec<Message>>, BackendError>;
+
+    /// Whether the search backend answers (the SQL stores are checked as stores).
+    async fn ready(&self) -> bool {
+        true
+    }
 }

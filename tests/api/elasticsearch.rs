@@ -428,3 +428,144 @@ async fn elasticsearch_matches_like_the_sql_backends_on_a_real_cluster() {
         .unwrap();
     assert!(deleted.status().is_success());
 }
+
+#[tokio::test]
+async fn elasticsearch_the_worker_indexes_what_it_stored() {
+    let test = "elasticsearch_the_worker_indexes_what_it_stored";
+    let Some(services) = crate::stack::services(test) else {
+        return;
+    };
+    let reply = json!({ "acknowledged": true, "errors": false, "items": [] });
+    let (url, fake) = fake_cluster(vec![(200, reply)]).await;
+    let stack = crate::stack::Stack::start_with(
+        &services,
+        &services.kafka,
+        1,
+        1,
+        &[("ELASTICSEARCH_URL", url.as_str())],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let api = stack.api(0).to_owned();
+    let app: Value = client
+        .post(format!("{api}/applications"))
+        .json(&json!({ "name": "es" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = app["token"].as_str().unwrap().to_owned();
+    client
+        .post(format!("{api}/applications/{token}/chats"))
+        .send()
+        .await
+        .unwrap();
+    let created = client
+        .post(format!("{api}/applications/{token}/chats/1/messages"))
+        .json(&json!({ "body": "indexed \"body\"" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let edited = client
+        .put(format!("{api}/applications/{token}/chats/1/messages/1"))
+        .json(&json!({ "body": "edited body" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edited.status(), StatusCode::OK);
+    let index = format!("{}chat-messages", stack.namespace);
+    let id = format!("{token}:1:1");
+    let bulks = crate::stack::eventually("the create and the edit indexed", || {
+        let (fake, index, id) = (fake.clone(), index.clone(), id.clone());
+        async move {
+            let received = fake.received.lock().unwrap().clone();
+            let bulks: Vec<String> = received
+                .into_iter()
+                .filter(|(request, _, _)| *request == format!("POST /{index}/_bulk"))
+                .map(|(_, _, body)| body)
+                .collect();
+            let all = bulks.concat();
+            (all.contains(&id)
+                && all.contains("indexed \\\"body\\\"")
+                && all.contains("edited body"))
+            .then_some(bulks)
+        }
+    })
+    .await;
+    assert!(
+        bulks.concat().contains("\"update\""),
+        "the edit is an update: {bulks:?}"
+    );
+    let created_index = fake
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(request, _, _)| *request == format!("PUT /{index}"));
+    assert!(created_index, "migrate or the worker created the index");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn elasticsearch_down_search_answers_503_and_the_rest_works() {
+    let test = "elasticsearch_down_search_answers_503_and_the_rest_works";
+    let Some(services) = crate::stack::services(test) else {
+        return;
+    };
+    // Nothing listens on port 9 of the loopback.
+    let down = [("ELASTICSEARCH_URL", "http://127.0.0.1:9")];
+    let stack = crate::stack::Stack::start_with(&services, &services.kafka, 1, 1, &down).await;
+    let client = reqwest::Client::new();
+    let api = stack.api(0).to_owned();
+    let app: Value = client
+        .post(format!("{api}/applications"))
+        .json(&json!({ "name": "es-down" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = app["token"].as_str().unwrap().to_owned();
+    let chat = client
+        .post(format!("{api}/applications/{token}/chats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), StatusCode::CREATED);
+    let message = client
+        .post(format!("{api}/applications/{token}/chats/1/messages"))
+        .json(&json!({ "body": "still accepted" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(message.status(), StatusCode::CREATED);
+    let url = format!("{api}/applications/{token}/chats/1/messages/1");
+    crate::stack::eventually("the message stored without the search engine", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == StatusCode::OK)
+        }
+    })
+    .await;
+    let search = client
+        .get(format!(
+            "{api}/applications/{token}/chats/1/messages/search?q=still"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(search.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(search.headers().contains_key("retry-after"));
+    let body: Value = search.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    stack.stop().await;
+}
