@@ -81,8 +81,12 @@ pub(super) async fn apply(
                 at,
             } => {
                 let key = (token.as_str(), *chat);
-                let ids = match chats_seen.get(&key) {
-                    Some(ids) => Some(*ids),
+                let ids = match chats_seen
+                    .get(&key)
+                    .copied()
+                    .or_else(|| committed_chat(store, token, *chat))
+                {
+                    Some(ids) => Some(ids),
                     None => ensure_chat(&mut tx, &mut deltas, token, *chat, *at)
                         .await?
                         .map(|(app_id, chat_id, _)| (app_id, chat_id)),
@@ -158,6 +162,13 @@ pub(super) async fn apply(
         remember(&store.chat_ids, (app_id, number), chat_id);
     }
     Ok(outcomes)
+}
+
+/// The ids of a chat already committed, from the store's caches: no query on the hot path.
+fn committed_chat(store: &SqliteStore, token: &str, chat: u64) -> Option<(i64, i64)> {
+    let app_id = *store.app_ids.get(token)?;
+    let chat_id = *store.chat_ids.get(&(app_id, chat))?;
+    Some((app_id, chat_id))
 }
 
 async fn stored_application(
