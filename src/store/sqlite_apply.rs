@@ -224,6 +224,17 @@ async fn ensure_chat(
     Ok(Some((app_id, chat_id, Chat::new(number, 0, at, at))))
 }
 
+/// Messages of one chat occupy one rowid range (migration 0003): chat id in the high 32 bits,
+/// number in the low 32.
+pub(super) fn message_row_id(chat_id: i64, number: u64) -> Result<i64, BackendError> {
+    if number >= 1 << 32 || chat_id >= 1 << 31 {
+        return Err(BackendError::Other(anyhow::anyhow!(
+            "chat {chat_id} or message number {number} is beyond the embedded store's limits"
+        )));
+    }
+    Ok((chat_id << 32) | number as i64)
+}
+
 async fn insert_message(
     tx: &mut SqliteConnection,
     deltas: &mut Deltas,
@@ -235,13 +246,14 @@ async fn insert_message(
 ) -> Result<Message, BackendError> {
     let micros = at.timestamp_micros();
     let inserted = sqlx::query(
-        "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+        "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) VALUES (?5, ?1, ?2, ?3, ?4, ?4) \
          ON CONFLICT (chat_id, number) DO NOTHING",
     )
     .bind(chat_id)
     .bind(number as i64)
     .bind(body)
     .bind(micros)
+    .bind(message_row_id(chat_id, number)?)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 1 {

@@ -18,7 +18,8 @@ const TRIGRAM: usize = 3;
 
 const FTS_QUERY: &str = "SELECT m.number, m.body, m.created_at, m.updated_at \
      FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
-     WHERE messages_fts MATCH ?1 AND m.chat_id = ?2 \
+     WHERE messages_fts MATCH ?1 AND messages_fts.rowid BETWEEN ?2 * 4294967296 AND ?2 * 4294967296 + 4294967295 \
+       AND m.chat_id = ?2 \
      ORDER BY messages_fts.rank, m.number";
 
 /// An FTS5 expression that matches the words literally: each one a quoted string, all required.

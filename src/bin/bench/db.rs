@@ -11,6 +11,10 @@ use sqlx::{Connection, SqliteConnection};
 
 use crate::scenario::{body, seeded, HOT_CHAT, SEARCH_CHAT, SPREAD};
 
+/// One message row, with the row id the server gives it (chat id * 2^32 + number: the
+/// messages of a chat form one rowid range, which scoped search relies on).
+const MESSAGE_ROW: &str = "(? * 4294967296 + ?, ?, ?, ?, ?, ?)";
+
 /// The server's schema, applied as is to the ceiling's database.
 const SCHEMA: &str = include_str!("../../../migrations/sqlite/0001_init.sql");
 /// Rows per multi-row INSERT while preloading.
@@ -107,8 +111,8 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
     let mut search_left = need.min((target / 10).saturating_sub(search_have));
     let mut rng = seeded(seed);
     let sql = format!(
-        "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES {}",
-        vec!["(?, ?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ")
+        "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) VALUES {}",
+        vec![MESSAGE_ROW; ROWS_PER_INSERT].join(", ")
     );
     let now = now_micros();
     let mut cursor = 0usize;
@@ -136,13 +140,15 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
                 sql.clone()
             } else {
                 format!(
-                    "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES {}",
-                    vec!["(?, ?, ?, ?, ?)"; rows].join(", ")
+                    "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) VALUES {}",
+                    vec![MESSAGE_ROW; rows].join(", ")
                 )
             };
             let mut query = sqlx::query(&statement);
             for (chat_id, number, text) in picks {
                 query = query
+                    .bind(chat_id)
+                    .bind(number)
                     .bind(chat_id)
                     .bind(number)
                     .bind(text)
@@ -211,7 +217,8 @@ pub async fn ceiling(dir: &Path, batch: usize, duration: Duration) -> anyhow::Re
         for _ in 0..batch {
             number += 1;
             sqlx::query(
-                "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES (1, ?1, ?2, ?3, ?3)",
+                "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) \
+                 VALUES (4294967296 + ?1, 1, ?1, ?2, ?3, ?3)",
             )
             .bind(number)
             .bind(body(&mut rng))
