@@ -71,6 +71,16 @@ impl MysqlStore {
         let pool = MySqlPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
+            // A batch waiting on another's row lock fails fast and is retried whole, instead
+            // of waiting InnoDB's default 50 s.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET SESSION innodb_lock_wait_timeout = 5")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options.charset("utf8mb4"))
             .await
             .context("cannot connect to MySQL (DATABASE_URL)")?;

@@ -38,20 +38,24 @@ pub(super) async fn apply(
     let mut attempt = 0;
     loop {
         match try_apply(store, batch).await {
-            Err(BackendError::Other(err)) if attempt < DEADLOCK_RETRIES && is_deadlock(&err) => {
+            Err(BackendError::Other(err)) if attempt < DEADLOCK_RETRIES && is_transient(&err) => {
                 attempt += 1;
-                tracing::warn!(attempt, "deadlock in a write batch, retrying");
+                tracing::warn!(
+                    attempt,
+                    "write batch hit a deadlock or lock timeout, retrying"
+                );
             }
             other => return other,
         }
     }
 }
 
-fn is_deadlock(err: &anyhow::Error) -> bool {
+fn is_transient(err: &anyhow::Error) -> bool {
     err.downcast_ref::<sqlx::Error>()
         .and_then(|err| err.as_database_error())
         .and_then(|db| db.code())
-        .is_some_and(|code| code == "40001" || code == "1213")
+        // Deadlock, or a lock wait that timed out: retrying the whole batch is safe.
+        .is_some_and(|code| matches!(code.as_ref(), "40001" | "1213" | "1205" | "HY000"))
 }
 
 async fn try_apply(store: &MysqlStore, batch: &[Event]) -> Result<Vec<Applied>, BackendError> {
