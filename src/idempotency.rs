@@ -109,7 +109,9 @@ const PENDING: &str = "pending";
 impl RedisIdempotency {
     pub async fn connect(url: &str, namespace: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
-        let redis = ConnectionManager::new(client).await?;
+        let redis =
+            ConnectionManager::new_with_config(client, crate::sequencer::redis_connection_config())
+                .await?;
         Ok(Self {
             redis,
             namespace: namespace.to_owned(),

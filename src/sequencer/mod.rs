@@ -8,7 +8,7 @@
 mod memory;
 mod redis;
 
-pub use self::redis::RedisSequencer;
+pub use self::redis::{connection_config as redis_connection_config, RedisSequencer};
 pub use memory::MemorySequencer;
 
 use async_trait::async_trait;

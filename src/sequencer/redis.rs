@@ -77,6 +77,16 @@ impl Keys {
     }
 }
 
+/// Bounded waits: without them a command sent while the connection is being re-established
+/// (Redis killed and restarted) can wait forever, and every creation with it. With them it fails,
+/// the request answers 503, and the manager reconnects for the next one.
+pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2))
+        .set_number_of_retries(3)
+}
+
 fn unavailable(err: redis::RedisError) -> BackendError {
     BackendError::Unavailable(format!("redis: {err}"))
 }
@@ -91,7 +101,7 @@ impl RedisSequencer {
     ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)
             .map_err(|err| anyhow::anyhow!("REDIS_URL is not valid: {err}"))?;
-        let redis = ConnectionManager::new(client)
+        let redis = ConnectionManager::new_with_config(client, connection_config())
             .await
             .map_err(|err| anyhow::anyhow!("cannot connect to Redis (REDIS_URL): {err}"))?;
         let keys = Keys {
