@@ -6,6 +6,7 @@ mod bench;
 mod chats;
 mod crash;
 mod errors;
+mod faults;
 mod helpers;
 mod idempotency;
 mod limits;
