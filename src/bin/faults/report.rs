@@ -19,6 +19,9 @@ pub struct FaultLog {
     pub sequence: Vec<(String, Option<u64>)>,
     /// Processes found dead that the runner had not killed (restarted when found).
     pub unexpected_exits: Vec<String>,
+    /// After each unrecovered fault the API processes are restarted (as an operator would):
+    /// how long until the service answered after that restart (ms), or None.
+    pub operator_restarts: Vec<Option<u64>>,
 }
 
 impl FaultLog {

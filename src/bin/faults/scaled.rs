@@ -110,6 +110,17 @@ impl Stack {
         self.system.spawn(&args, &format!("worker{index}.log"))
     }
 
+    /// `kill -9` and restart of every API process.
+    async fn restart_apis(&mut self, target: &Target) -> anyhow::Result<()> {
+        for index in 0..self.apis.len() {
+            kill9(&mut self.apis[index]).await?;
+            let (api, url) = self.start_api(index).await?;
+            self.apis[index] = api;
+            target.replace_api(index, url);
+        }
+        Ok(())
+    }
+
     /// Restarts whatever died without being killed by the runner, and says so.
     async fn revive(&mut self, target: &Target, faults: &mut FaultLog) -> anyhow::Result<()> {
         for index in 0..self.apis.len() {
@@ -213,8 +224,27 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
         let recovery = probe(&load.target, &load.ledger, killed, options.bound, fault).await;
         faults.record(kind, recovery);
         stack.revive(&load.target, &mut faults).await?;
-        if recovery.is_none() {
-            break;
+        if recovery.is_some() {
+            continue;
+        }
+        // Stuck past the bound: do what an operator (or an orchestrator's health check) would
+        // and restart the API processes, so the run goes on and shows what else holds. The
+        // fault stays counted as unrecovered.
+        let restarted = Instant::now();
+        stack.restart_apis(&load.target).await?;
+        let after = probe(&load.target, &load.ledger, restarted, options.bound, fault).await;
+        faults
+            .operator_restarts
+            .push(after.map(|d| d.as_millis() as u64));
+        match after {
+            Some(after) => eprintln!(
+                "  API processes restarted: answering again after {} ms",
+                after.as_millis()
+            ),
+            None => {
+                eprintln!("  API processes restarted: still not answering; no more faults");
+                break;
+            }
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
