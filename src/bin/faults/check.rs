@@ -247,3 +247,39 @@ where
     findings.count_mismatches = count_mismatches(target, &rows_per_chat, &mut findings).await?;
     Ok(findings)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn ack(number: u64, start_ms: u64, end_ms: u64, origin: Instant) -> Ack {
+        Ack {
+            chat: 1,
+            number,
+            body: format!("body {number}"),
+            start: origin + Duration::from_millis(start_ms),
+            end: origin + Duration::from_millis(end_ms),
+        }
+    }
+
+    #[test]
+    fn order_violations_are_inversions_of_non_overlapping_requests_only() {
+        let origin = Instant::now();
+        // 1 then 2 one after the other; 4 and 3 overlap (either order is allowed).
+        let fine = [
+            ack(1, 0, 10, origin),
+            ack(2, 20, 30, origin),
+            ack(4, 40, 60, origin),
+            ack(3, 50, 70, origin),
+        ];
+        assert!(order_violations(&fine.iter().collect::<Vec<_>>()).is_empty());
+        // 6 was acknowledged before the request that got 5 started.
+        let inverted = [ack(6, 0, 10, origin), ack(5, 20, 30, origin)];
+        assert_eq!(
+            order_violations(&inverted.iter().collect::<Vec<_>>()),
+            vec![(6, 5)]
+        );
+    }
+}
