@@ -7,6 +7,7 @@ mod chats;
 mod crash;
 mod elasticsearch;
 mod errors;
+mod faults;
 mod helpers;
 mod idempotency;
 mod limits;

@@ -1,0 +1,62 @@
+//! The embedded shape: one `chat-system serve` on a private data directory, killed with
+//! `kill -9` at random points under load and restarted on the same directory.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::rngs::StdRng;
+
+use crate::check;
+use crate::load::{probe, Running, Target};
+use crate::procs::{kill9, ChatSystem};
+use crate::report::{FaultLog, ShapeReport};
+use crate::Options;
+
+pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeReport> {
+    let started = Instant::now();
+    let dir = options.work.join("embedded");
+    std::fs::create_dir_all(&dir).context("cannot create the run directory")?;
+    let data = dir.join("data");
+    let data = data.to_str().context("a UTF-8 path")?.to_owned();
+    let system = ChatSystem {
+        binary: options.binary.clone(),
+        env: Vec::new(),
+        logs: dir.clone(),
+    };
+    let serve = ["--data-dir", data.as_str()];
+    let (mut api, url) = system.serve(&serve, "api.log").await?;
+    let target = Target::create(vec![url], options.chats).await?;
+    let load = Running::start(target, options.writers);
+    let mut faults = FaultLog::default();
+    for fault in 0..options.faults {
+        tokio::time::sleep(options.pause(rng)).await;
+        let killed = Instant::now();
+        kill9(&mut api).await?;
+        let (restarted, url) = system.serve(&serve, "api.log").await?;
+        api = restarted;
+        load.target.replace_api(0, url);
+        let recovery = probe(&load.target, &load.ledger, killed, options.bound, fault).await;
+        faults.record("api", recovery);
+        if recovery.is_none() {
+            break;
+        }
+    }
+    // A little load after the last fault, so its aftermath is under load too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (target, acks, failures) = load.finish().await;
+    let sync_args = ["sync-counts", "--data-dir", data.as_str()];
+    let sync = system.run(&sync_args, "sync-counts.log");
+    let findings = check::check(&target, &acks, sync).await?;
+    kill9(&mut api).await?;
+    let mut report = ShapeReport::new(
+        "embedded",
+        options.seed,
+        options.writers,
+        options.bound,
+        faults,
+        failures,
+        findings,
+    );
+    report.duration_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}

@@ -1,0 +1,173 @@
+//! What a run found, per shape: printed as a table and written as JSON.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::check::Findings;
+
+/// The faults of one shape as they were injected, and how long the service took to answer
+/// again after each.
+#[derive(Debug, Default, Serialize)]
+pub struct FaultLog {
+    /// Faults injected, by kind ("api", "worker", "redis", "broker", "mariadb").
+    pub injected: BTreeMap<String, usize>,
+    /// In injection order: (kind, recovery in ms, or None if not within the bound).
+    pub sequence: Vec<(String, Option<u64>)>,
+    /// Processes found dead that the runner had not killed (restarted when found).
+    pub unexpected_exits: Vec<String>,
+    /// After each unrecovered fault the API processes are restarted (as an operator would):
+    /// how long until the service answered after that restart (ms), or None.
+    pub operator_restarts: Vec<Option<u64>>,
+}
+
+impl FaultLog {
+    pub fn record(&mut self, kind: &str, recovery: Option<Duration>) {
+        *self.injected.entry(kind.to_owned()).or_default() += 1;
+        let ms = recovery.map(|d| d.as_millis() as u64);
+        self.sequence.push((kind.to_owned(), ms));
+        match ms {
+            Some(ms) => eprintln!(
+                "  fault {} {kind}: answering again after {ms} ms",
+                self.sequence.len()
+            ),
+            None => eprintln!(
+                "  fault {} {kind}: NOT answering within the bound",
+                self.sequence.len()
+            ),
+        }
+    }
+
+    fn recoveries(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self.sequence.iter().filter_map(|(_, ms)| *ms).collect();
+        all.sort_unstable();
+        all
+    }
+
+    pub fn unrecovered(&self) -> usize {
+        self.sequence.iter().filter(|(_, ms)| ms.is_none()).count()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShapeReport {
+    pub shape: String,
+    /// The fault kinds this run drew from.
+    pub kinds: Vec<String>,
+    pub seed: u64,
+    pub writers: usize,
+    pub recovery_bound_s: u64,
+    pub duration_s: f64,
+    pub drain_s: f64,
+    pub faults: FaultLog,
+    pub recovery_ms_min: Option<u64>,
+    pub recovery_ms_median: Option<u64>,
+    pub recovery_ms_max: Option<u64>,
+    /// Attempts that were not acknowledged, by kind (status code, "connection", "timeout").
+    pub unacknowledged_attempts: BTreeMap<String, u64>,
+    pub findings: Findings,
+}
+
+impl ShapeReport {
+    pub fn new(
+        shape: &str,
+        seed: u64,
+        writers: usize,
+        bound: Duration,
+        faults: FaultLog,
+        failures: BTreeMap<String, u64>,
+        findings: Findings,
+    ) -> Self {
+        let recoveries = faults.recoveries();
+        Self {
+            shape: shape.to_owned(),
+            kinds: vec!["api".to_owned()],
+            seed,
+            writers,
+            recovery_bound_s: bound.as_secs(),
+            duration_s: 0.0,
+            drain_s: 0.0,
+            recovery_ms_min: recoveries.first().copied(),
+            recovery_ms_median: recoveries.get(recoveries.len() / 2).copied(),
+            recovery_ms_max: recoveries.last().copied(),
+            faults,
+            unacknowledged_attempts: failures,
+            findings,
+        }
+    }
+
+    /// Nothing lost, nothing duplicated, in order, counts right, every fault recovered.
+    pub fn passed(&self) -> bool {
+        let f = &self.findings;
+        f.lost == 0
+            && f.duplicated == 0
+            && f.order_violations == 0
+            && f.count_mismatches == 0
+            && self.faults.unrecovered() == 0
+    }
+}
+
+fn ms(value: Option<u64>) -> String {
+    value.map_or_else(
+        || "-".to_owned(),
+        |ms| format!("{:.2} s", ms as f64 / 1000.0),
+    )
+}
+
+/// The summary table, one row per shape.
+pub fn table(reports: &[ShapeReport]) -> String {
+    let mut out = String::from(
+        "| shape | faults (by kind) | acknowledged | lost | duplicated | order violations | count mismatches (before / after sync-counts) | recovery min / median / max | unrecovered | verdict |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |\n",
+    );
+    for r in reports {
+        let kinds: Vec<String> = r
+            .faults
+            .injected
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let total: usize = r.faults.injected.values().sum();
+        let f = &r.findings;
+        out.push_str(&format!(
+            "| {} | {total}: {} | {} | {} | {} | {} | {} / {} | {} / {} / {} | {} | {} |\n",
+            r.shape,
+            kinds.join(", "),
+            f.acknowledged,
+            f.lost,
+            f.duplicated,
+            f.order_violations,
+            f.count_mismatches_before_sync,
+            f.count_mismatches,
+            ms(r.recovery_ms_min),
+            ms(r.recovery_ms_median),
+            ms(r.recovery_ms_max),
+            r.faults.unrecovered(),
+            if r.passed() { "pass" } else { "FAIL" },
+        ));
+    }
+    out
+}
+
+pub fn write_json(dir: &Path, report: &ShapeReport) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let all = crate::scaled::KINDS.len();
+    let name = if report.shape == "scaled" && report.kinds.len() < all {
+        format!(
+            "{}-{}-seed{}.json",
+            report.shape,
+            report.kinds.join("+"),
+            report.seed
+        )
+    } else {
+        format!("{}-seed{}.json", report.shape, report.seed)
+    };
+    let path = dir.join(name);
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(&path, json + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
