@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::error::BackendError;
+use crate::sequencer::HealingRedis;
 use crate::store::Store;
 
 /// How long a key is remembered.
@@ -100,7 +100,7 @@ impl Idempotency for LocalIdempotency {
 }
 
 pub struct RedisIdempotency {
-    redis: ConnectionManager,
+    redis: HealingRedis,
     namespace: String,
 }
 
@@ -108,10 +108,7 @@ const PENDING: &str = "pending";
 
 impl RedisIdempotency {
     pub async fn connect(url: &str, namespace: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let redis =
-            ConnectionManager::new_with_config(client, crate::sequencer::redis_connection_config())
-                .await?;
+        let redis = HealingRedis::connect(url).await?;
         Ok(Self {
             redis,
             namespace: namespace.to_owned(),

@@ -5,10 +5,12 @@
 //! - [`RedisSequencer`] (scaled): one Lua script call per creation, shared by every process,
 //!   with detection of and recovery from a Redis that lost its counters.
 
+mod healing;
 mod memory;
 mod redis;
 
-pub use self::redis::{connection_config as redis_connection_config, RedisSequencer};
+pub use self::healing::HealingRedis;
+pub use self::redis::RedisSequencer;
 pub use memory::MemorySequencer;
 
 use async_trait::async_trait;

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::healing::HealingRedis;
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::Mutex;
 
@@ -45,7 +45,7 @@ redis.call('SET', KEYS[2], ARGV[1], 'NX')
 return 0";
 
 pub struct RedisSequencer {
-    redis: ConnectionManager,
+    redis: HealingRedis,
     keys: Keys,
     store: Arc<dyn Store>,
     recovery: Arc<Recovery>,
@@ -77,16 +77,6 @@ impl Keys {
     }
 }
 
-/// Bounded waits: without them a command sent while the connection is being re-established
-/// (Redis killed and restarted) can wait forever, and every creation with it. With them it fails,
-/// the request answers 503, and the manager reconnects for the next one.
-pub fn connection_config() -> redis::aio::ConnectionManagerConfig {
-    redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(2))
-        .set_number_of_retries(3)
-}
-
 fn unavailable(err: redis::RedisError) -> BackendError {
     BackendError::Unavailable(format!("redis: {err}"))
 }
@@ -99,11 +89,7 @@ impl RedisSequencer {
         backlog: Arc<dyn Backlog>,
         grace: Duration,
     ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|err| anyhow::anyhow!("REDIS_URL is not valid: {err}"))?;
-        let redis = ConnectionManager::new_with_config(client, connection_config())
-            .await
-            .map_err(|err| anyhow::anyhow!("cannot connect to Redis (REDIS_URL): {err}"))?;
+        let redis = HealingRedis::connect(url).await?;
         let keys = Keys {
             namespace: namespace.to_owned(),
         };
@@ -261,7 +247,7 @@ impl Sequencer for RedisSequencer {
 /// Rebuilds the counters after a reset. One process at a time (a Redis lock across processes,
 /// a mutex within one).
 pub struct Recovery {
-    redis: ConnectionManager,
+    redis: HealingRedis,
     keys: Keys,
     store: Arc<dyn Store>,
     backlog: Arc<dyn Backlog>,

@@ -130,6 +130,8 @@ async fn applications_updates_and_failures() {
     assert_eq!((status, replayed), (StatusCode::CREATED, None));
     assert_eq!(created["number"], 1);
 
+    // The message is readable before it is edited (in the scaled shape: stored by a worker).
+    assert_eq!(app.get_json(&format!("{path}/1")).await["body"], "fixed");
     let edit = |body: &'static str| {
         app.client
             .put(app.url(&format!("{path}/1")))
