@@ -102,3 +102,48 @@ async fn odd_paths_and_queries_never_answer_5xx() {
     assert_eq!(lossy.status(), StatusCode::OK);
     assert_eq!(app.get("/health").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn huge_urls_and_headers_and_idle_connections_do_no_harm() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let send = |request: Vec<u8>| {
+        let address = address.clone();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect");
+            stream.write_all(&request).await.expect("write");
+            let mut answer = vec![0u8; 512];
+            let read = stream.read(&mut answer).await.unwrap_or(0);
+            String::from_utf8_lossy(&answer[..read]).into_owned()
+        }
+    };
+    // A 200 KB URL is refused by the HTTP layer itself (414, before any handler runs).
+    let long = format!("GET /{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(200_000));
+    assert!(send(long.into_bytes()).await.starts_with("HTTP/1.1 414"));
+    let header = format!(
+        "GET /health HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "b".repeat(100_000)
+    );
+    let answer = send(header.into_bytes()).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+
+    // A thousand idle connections: the service still answers.
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(
+            tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect"),
+        );
+    }
+    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+    let token = app.create_application("after idle").await;
+    assert_eq!(app.create_chat(&token).await, 1);
+    drop(idle);
+}
