@@ -18,6 +18,7 @@ use crate::error::{ApiError, ErrorBody};
 #[allow(dead_code)]
 pub struct ApplicationInput {
     /// 1 to 255 characters, not only white space.
+    #[schema(min_length = 1, max_length = 255, pattern = "\\S")]
     name: String,
 }
 
@@ -58,6 +59,7 @@ pub async fn show(
     request_body = ApplicationInput,
     responses(
         (status = 200, body = Application),
+        (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
     ))]

@@ -17,6 +17,7 @@ use crate::error::{ApiError, ErrorBody};
     params(("token" = String, Path)),
     responses(
         (status = 201, body = Chat),
+        (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ))]
 pub async fn create(
@@ -34,9 +35,9 @@ pub async fn create(
     description = "Chats by number. A `Link: <…>; rel=\"next\"` header gives the next page.",
     params(
         ("token" = String, Path),
-        ("per_page" = Option<u32>, Query, description = "1 to 1000, default 50"),
+        ("per_page" = Option<u32>, Query, minimum = 1, description = "1 to 1000 (larger is capped), default 50"),
         ("after" = Option<u64>, Query, description = "start after this number (keyset)"),
-        ("page" = Option<u64>, Query, description = "page number from 1 (when `after` is absent)"),
+        ("page" = Option<u64>, Query, minimum = 1, description = "page number from 1 (when `after` is absent)"),
     ),
     responses(
         (status = 200, body = Vec<Chat>),

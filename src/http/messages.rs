@@ -20,6 +20,7 @@ use crate::error::{ApiError, ErrorBody};
 #[allow(dead_code)]
 pub struct MessageInput {
     /// 1 to 65 535 bytes, not only white space.
+    #[schema(min_length = 1, pattern = "\\S")]
     body: String,
 }
 
@@ -32,6 +33,7 @@ fn body(input: &JsonObject) -> Result<Body, ApiError> {
     request_body = MessageInput,
     responses(
         (status = 201, body = Message),
+        (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody),
@@ -50,9 +52,9 @@ pub async fn create(
     description = "Messages by number. A `Link: <…>; rel=\"next\"` header gives the next page.",
     params(
         ("token" = String, Path), ("chat_number" = u64, Path),
-        ("per_page" = Option<u32>, Query, description = "1 to 1000, default 50"),
+        ("per_page" = Option<u32>, Query, minimum = 1, description = "1 to 1000 (larger is capped), default 50"),
         ("after" = Option<u64>, Query, description = "start after this number (keyset)"),
-        ("page" = Option<u64>, Query, description = "page number from 1 (when `after` is absent)"),
+        ("page" = Option<u64>, Query, minimum = 1, description = "page number from 1 (when `after` is absent)"),
     ),
     responses(
         (status = 200, body = Vec<Message>),
@@ -94,6 +96,7 @@ pub async fn show(
     request_body = MessageInput,
     responses(
         (status = 200, body = Message),
+        (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
     ))]
@@ -134,8 +137,8 @@ async fn search_in(
                    The term may be named `q`, `query` or `body`. Pages continue with `page`.",
     params(
         ("token" = String, Path), ("chat_number" = u64, Path),
-        ("q" = String, Query, description = "the search term (or `query`, or `body`)"),
-        ("per_page" = Option<u32>, Query), ("page" = Option<u64>, Query),
+        ("q" = String, Query, min_length = 1, pattern = "\\S", description = "the search term (or `query`, or `body`)"),
+        ("per_page" = Option<u32>, Query, minimum = 1), ("page" = Option<u64>, Query, minimum = 1),
     ),
     responses(
         (status = 200, body = Vec<Message>),
@@ -156,8 +159,8 @@ pub async fn search(
     description = "The seed's search: the same as `/applications/{token}/chats/{chat_number}/messages/search`.",
     params(
         ("application_token" = String, Query), ("chat_number" = u64, Query),
-        ("body" = String, Query, description = "the search term (or `q`, or `query`)"),
-        ("per_page" = Option<u32>, Query), ("page" = Option<u64>, Query),
+        ("body" = String, Query, min_length = 1, pattern = "\\S", description = "the search term (or `q`, or `query`)"),
+        ("per_page" = Option<u32>, Query, minimum = 1), ("page" = Option<u64>, Query, minimum = 1),
     ),
     responses(
         (status = 200, body = Vec<Message>),
