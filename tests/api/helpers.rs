@@ -24,6 +24,7 @@ pub struct TestApp {
     server: Option<JoinHandle<std::io::Result<()>>>,
     /// In the scaled shape: the processes, and the broker backlog that reads wait out.
     scaled: Option<(crate::stack::Stack, KafkaBacklog)>,
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 /// Whether this run drives the scaled shape (`CHAT_TEST_SHAPE=scaled`): then every test of the
@@ -64,7 +65,7 @@ pub fn config(data_dir: &Path) -> Config {
 }
 
 /// Starts the server in this process on a random port with a fresh data directory; or, in the
-/// scaled run, a stack of one API process and one worker.
+/// scaled run, a stack of two API processes and two workers.
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temporary directory");
     if !scaled() {
@@ -72,7 +73,8 @@ pub async fn spawn_app() -> TestApp {
     }
     let services = crate::stack::services("the scaled suite")
         .expect("CHAT_TEST_SHAPE=scaled needs the services");
-    let stack = crate::stack::Stack::start(&services, 1, 1).await;
+    // Two API processes (requests alternate between them) and two workers, as in production.
+    let stack = crate::stack::Stack::start(&services, 2, 2).await;
     let backlog = KafkaBacklog::new(&services.kafka, Topics::new(&stack.namespace));
     TestApp {
         address: stack.api(0).to_owned(),
@@ -81,6 +83,7 @@ pub async fn spawn_app() -> TestApp {
         stop: None,
         server: None,
         scaled: Some((stack, backlog)),
+        turn: std::sync::atomic::AtomicUsize::new(0),
     }
 }
 
@@ -106,6 +109,7 @@ pub async fn spawn_app_with(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> T
         stop: Some(stop),
         server: Some(server),
         scaled: None,
+        turn: std::sync::atomic::AtomicUsize::new(0),
     }
 }
 
@@ -125,8 +129,16 @@ impl TestApp {
         std::mem::replace(&mut self.dir, dir)
     }
 
+    /// The URL of `path`; in the scaled run, on each API process in turn.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.address, path)
+        let address = match &self.scaled {
+            Some((stack, _)) => {
+                let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stack.api(turn).to_owned()
+            }
+            None => self.address.clone(),
+        };
+        format!("{address}{path}")
     }
 
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Response {

@@ -8,8 +8,24 @@ async fn health_ready_metrics_and_docs_answer() {
     let app = spawn_app().await;
     assert_eq!(app.get_json("/health").await["status"], "ok");
     assert_eq!(app.get_json("/ready").await["status"], "ready");
-    app.create_application("a").await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    // Metrics are per process: create and read on the same one.
+    let created = app
+        .client
+        .post(format!("{}/applications", app.address))
+        .json(&serde_json::json!({ "name": "a" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains(
             r#"chat_http_requests_total{route="/applications",method="POST",status="201"} 1"#
