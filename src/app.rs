@@ -2,7 +2,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use crate::error::BackendError;
 use crate::events::direct::DirectSink;
 use crate::events::{Backlog, EventSink, NoBacklog};
 use crate::http::limits::Limits;
+use crate::http::listener::{ClientAddr, IdleTimeoutListener};
 use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency};
 use crate::metrics::Metrics;
 use crate::search::elasticsearch::{Elasticsearch, IndexOp};
@@ -116,6 +116,7 @@ impl App {
             idempotency,
             limits: Limits::new(
                 std::time::Duration::from_secs(config.request_timeout.max(1)),
+                std::time::Duration::from_secs(config.idle_timeout.max(1)),
                 config.rate_limit_per_client,
                 config.rate_limit_per_token,
             ),
@@ -306,7 +307,8 @@ impl App {
         };
         // The client's address is needed by the per-client rate limit.
         let service =
-            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service);
+            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<ClientAddr>(service);
+        let listener = IdleTimeoutListener::new(listener, self.limits.idle);
         let served = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await;

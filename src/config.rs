@@ -82,6 +82,11 @@ pub struct Config {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 30, global = true)]
     pub request_timeout: u64,
 
+    /// Seconds a connection may stay silent before it is closed (idle keep-alive connections,
+    /// clients that stop sending).
+    #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 60, global = true)]
+    pub idle_timeout: u64,
+
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,

@@ -1,7 +1,7 @@
 //! Abuse limits: a request timeout, and per-client and per-token rate limits answering 429 with
 //! `Retry-After` (token buckets from `governor`; both off unless configured).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +13,16 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::listener::ClientAddr;
 use crate::app::App;
 use crate::error::ApiError;
 
 /// The limits of one server, built from the configuration.
 pub struct Limits {
     pub timeout: Duration,
+    /// How long a connection may stay silent (between requests, or inside one) before it is
+    /// closed.
+    pub idle: Duration,
     per_client: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_token: Option<DefaultKeyedRateLimiter<String>>,
 }
@@ -30,9 +34,10 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(per_second: u32) -> Option<DefaultKe
 }
 
 impl Limits {
-    pub fn new(timeout: Duration, per_client: u32, per_token: u32) -> Self {
+    pub fn new(timeout: Duration, idle: Duration, per_client: u32, per_token: u32) -> Self {
         Self {
             timeout,
+            idle,
             per_client: limiter(per_client),
             per_token: limiter(per_token),
         }
@@ -73,8 +78,8 @@ pub async fn limit(State(app): State<Arc<App>>, request: Request, next: Next) ->
     if let Some(limiter) = &limits.per_client {
         let client = request
             .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
+            .get::<ConnectInfo<ClientAddr>>()
+            .map(|info| info.0 .0.ip());
         if let Some(Err(not_until)) = client.map(|ip| limiter.check_key(&ip)) {
             return too_many(not_until.wait_time_from(now));
         }

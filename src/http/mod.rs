@@ -6,6 +6,7 @@ mod chats;
 mod extract;
 mod idempotency;
 pub mod limits;
+pub mod listener;
 mod messages;
 mod ops;
 

@@ -60,6 +60,7 @@ pub fn config(data_dir: &Path) -> Config {
         rate_limit_per_client: 0,
         rate_limit_per_token: 0,
         request_timeout: 30,
+        idle_timeout: 60,
         log_format: LogFormat::Text,
     }
 }

@@ -75,3 +75,31 @@ async fn a_client_too_slow_to_send_its_body_gets_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains(r#""code":"timeout""#), "{text}");
 }
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_idle_timeout() {
+    if embedded_only("silent_connections_are_closed_after_the_idle_timeout") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let app = spawn_app_with(dir, |config| config.idle_timeout = 1).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    // One connection says nothing; another stops in the middle of its headers.
+    let mut silent = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let mut halfway = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    halfway
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    for stream in [&mut silent, &mut halfway] {
+        let mut buffer = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buffer)).await;
+        assert!(closed.is_ok(), "the server closed the connection");
+    }
+    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+}
