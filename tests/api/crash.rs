@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::process::Command;
 
-use crate::helpers::{binary, start_binary, Server};
+use crate::helpers::{binary, create_application_at, start_binary, Server};
 
 async fn start(dir: &Path) -> Server {
     let dir = dir.to_str().expect("UTF-8 path");
@@ -39,16 +39,7 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/applications", server.address))
-        .json(&json!({ "name": "crash" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap().to_owned();
+    let token = create_application_at(&client, &server.address, "crash").await;
     let chats = 4u64;
     for _ in 0..chats {
         let response = client
@@ -193,16 +184,7 @@ async fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path()).await;
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/applications", server.address))
-        .json(&json!({ "name": "term" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap().to_owned();
+    let token = create_application_at(&client, &server.address, "term").await;
     let pid = server.child.id().unwrap().to_string();
     let status = Command::new("kill")
         .args(["-TERM", &pid])

@@ -447,16 +447,7 @@ async fn elasticsearch_the_worker_indexes_what_it_stored() {
     .await;
     let client = reqwest::Client::new();
     let api = stack.api(0).to_owned();
-    let app: Value = client
-        .post(format!("{api}/applications"))
-        .json(&json!({ "name": "es" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = app["token"].as_str().unwrap().to_owned();
+    let token = crate::helpers::create_application_at(&client, &api, "es").await;
     client
         .post(format!("{api}/applications/{token}/chats"))
         .send()
@@ -520,16 +511,7 @@ async fn elasticsearch_down_search_answers_503_and_the_rest_works() {
     let stack = crate::stack::Stack::start_with(&services, &services.kafka, 1, 1, &down).await;
     let client = reqwest::Client::new();
     let api = stack.api(0).to_owned();
-    let app: Value = client
-        .post(format!("{api}/applications"))
-        .json(&json!({ "name": "es-down" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = app["token"].as_str().unwrap().to_owned();
+    let token = crate::helpers::create_application_at(&client, &api, "es-down").await;
     let chat = client
         .post(format!("{api}/applications/{token}/chats"))
         .send()

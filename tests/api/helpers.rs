@@ -207,6 +207,20 @@ impl TestApp {
     }
 }
 
+/// Creates an application on the server at `base` (an address, not a `TestApp`) and returns
+/// its token.
+pub async fn create_application_at(client: &reqwest::Client, base: &str, name: &str) -> String {
+    let response = client
+        .post(format!("{base}/applications"))
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.expect("JSON body");
+    body["token"].as_str().expect("token").to_owned()
+}
+
 /// Asserts the error shape `{"error": {"code", "message"}}` and returns the code.
 pub async fn error_code(response: Response, status: StatusCode) -> String {
     assert_eq!(response.status(), status);

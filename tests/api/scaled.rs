@@ -36,14 +36,7 @@ fn numbers(list: &Value) -> Vec<u64> {
 }
 
 async fn create_application(client: &Client, api: &str) -> String {
-    let (status, body) = post(
-        client,
-        format!("{api}/applications"),
-        json!({ "name": "scaled" }),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED);
-    body["token"].as_str().expect("token").to_owned()
+    crate::helpers::create_application_at(client, api, "scaled").await
 }
 
 #[tokio::test]
