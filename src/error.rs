@@ -143,6 +143,18 @@ impl From<sqlx::Error> for BackendError {
     }
 }
 
+impl From<rusqlite::Error> for BackendError {
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        match err.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | CannotOpen | DiskFull) => {
+                Self::Unavailable(err.to_string())
+            }
+            _ => Self::Other(err.into()),
+        }
+    }
+}
+
 impl From<BackendError> for ApiError {
     fn from(err: BackendError) -> Self {
         match err {

@@ -1,21 +1,30 @@
-//! The embedded store: one SQLite file in WAL mode.
+//! The embedded store: one SQLite file in WAL mode, through rusqlite.
 //!
-//! One connection writes (the group-commit writer is its only user, so there is never write-lock
-//! contention inside the process); a pool of connections reads beside it, which WAL allows
-//! without blocking. `synchronous = FULL`: a commit returns after its fsync, so an acknowledged
-//! write survives `kill -9` and power loss.
+//! One connection writes (the group-commit writer and the idempotency table are its only users,
+//! so there is never write-lock contention inside the process); a few connections read beside
+//! it, which WAL allows without blocking. `synchronous = FULL`: a commit returns after its
+//! fsync, so an acknowledged write survives `kill -9` and power loss.
+//!
+//! Where the work runs: a point read or one page is a few microseconds of SQLite, so it runs on
+//! the request's own thread ([`Inner::read`]); writes, searches and whole-table reads go to
+//! tokio's blocking pool ([`SqliteStore::blocking`]). This is why the store uses rusqlite and not
+//! sqlx's SQLite driver, which hands every statement and every row to a thread of its own: those
+//! hand-offs were most of a read's profile and most of a write batch's time (BENCHMARKS.md).
+//! Migrations still run through sqlx's migrator, which data directories already record.
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection as _};
 
 use super::{Store, SyncReport};
 use crate::domain::{self, Application, Chat, Message, Page, Token};
@@ -25,19 +34,112 @@ use crate::idempotency::{StoredResponse, RETENTION};
 
 /// Cached ids beyond this many are dropped (the caches only save look-ups).
 const CACHE_LIMIT: usize = 1_000_000;
+/// Read connections: more than the runtime's threads, so a reader rarely waits for one.
+const READERS: usize = 8;
+
+/// Every connection's settings. `mmap_size`: reads map the file instead of copying each page
+/// into the page cache (a search walks thousands of rows; the copies dominated its profile).
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA temp_store = memory; \
+     PRAGMA mmap_size = 1073741824;";
 
 pub struct SqliteStore {
-    pub(super) writer: SqlitePool,
-    pub(super) readers: SqlitePool,
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
     /// token -> applications.id; tokens are never deleted, so entries never go stale.
     pub(super) app_ids: DashMap<String, i64>,
     /// (applications.id, chat number) -> chats.id; only committed rows are cached.
     pub(super) chat_ids: DashMap<(i64, u64), i64>,
 }
 
+pub(super) type MessageRow = (i64, String, i64, i64);
 type ApplicationRow = (String, String, i64, i64, i64);
 type ChatRow = (i64, i64, i64, i64);
-type MessageRow = (i64, String, i64, i64);
+
+/// A poisoned lock only means a panic happened while it was held; SQLite's state is intact
+/// (statements are reset when dropped), so the connection is used as it is.
+fn lock(mutex: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn connect(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(PRAGMAS)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl Inner {
+    /// Runs a short read on the caller's thread, on a free read connection.
+    pub(super) fn read<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, BackendError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let count = self.readers.len();
+        for i in 0..count {
+            match self.readers[(start + i) % count].try_lock() {
+                Ok(conn) => return Ok(query(&conn)?),
+                Err(TryLockError::Poisoned(poisoned)) => return Ok(query(&poisoned.into_inner())?),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        Ok(query(&lock(&self.readers[start % count]))?)
+    }
+
+    /// The write connection (call from the blocking pool: commits wait for fsync).
+    pub(super) fn writer(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.writer)
+    }
+
+    pub(super) fn app_id(&self, token: &str) -> Result<Option<i64>, BackendError> {
+        if let Some(id) = self.app_ids.get(token) {
+            return Ok(Some(*id));
+        }
+        let id = self.read(|conn| {
+            conn.prepare_cached("SELECT id FROM applications WHERE token = ?1")?
+                .query_row([token], |row| row.get(0))
+                .optional()
+        })?;
+        if let Some(id) = id {
+            remember(&self.app_ids, token.to_owned(), id);
+        }
+        Ok(id)
+    }
+
+    pub(super) fn chat_id(&self, token: &str, number: u64) -> Result<Option<i64>, BackendError> {
+        let Some(app_id) = self.app_id(token)? else {
+            return Ok(None);
+        };
+        if let Some(id) = self.chat_ids.get(&(app_id, number)) {
+            return Ok(Some(*id));
+        }
+        let id = self.read(|conn| {
+            conn.prepare_cached("SELECT id FROM chats WHERE application_id = ?1 AND number = ?2")?
+                .query_row(params![app_id, number as i64], |row| row.get(0))
+                .optional()
+        })?;
+        if let Some(id) = id {
+            remember(&self.chat_ids, (app_id, number), id);
+        }
+        Ok(id)
+    }
+}
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
@@ -47,75 +149,48 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory")
-            // Reads map the file instead of copying each page into the page cache: a search walks
-            // thousands of rows by id, and the copies dominated its profile at 1 M messages.
-            .pragma("mmap_size", "1073741824");
-        if let Some(dir) = Path::new(options.get_filename()).parent() {
+            .busy_timeout(Duration::from_secs(10));
+        let path = options.get_filename().to_owned();
+        if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
         }
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
+        let mut migrator = options
+            .connect()
             .await
             .with_context(|| format!("cannot open the database {url}"))?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
+            .run(&mut migrator)
             .await
             .context("cannot apply the SQLite migrations")?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(options.read_only(true))
-            .await
-            .with_context(|| format!("cannot open the database {url} for reading"))?;
+        migrator.close().await?;
+        let open = |read_only| {
+            connect(&path, read_only).with_context(|| format!("cannot open the database {url}"))
+        };
+        let writer = Mutex::new(open(false)?);
+        let readers = (0..READERS)
+            .map(|_| open(true).map(Mutex::new))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
-            writer,
-            readers,
-            app_ids: DashMap::new(),
-            chat_ids: DashMap::new(),
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                next_reader: AtomicUsize::new(0),
+                app_ids: DashMap::new(),
+                chat_ids: DashMap::new(),
+            }),
         })
     }
 
-    pub(super) async fn app_id(&self, token: &Token) -> Result<Option<i64>, BackendError> {
-        if let Some(id) = self.app_ids.get(token.as_str()) {
-            return Ok(Some(*id));
-        }
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM applications WHERE token = ?1")
-            .bind(token.as_str())
-            .fetch_optional(&self.readers)
-            .await?;
-        if let Some(id) = id {
-            remember(&self.app_ids, token.as_str().to_owned(), id);
-        }
-        Ok(id)
-    }
-
-    pub(super) async fn chat_id(
+    /// Runs `work` on tokio's blocking pool: writes (fsync) and reads of unbounded length.
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
-        token: &Token,
-        number: u64,
-    ) -> Result<Option<i64>, BackendError> {
-        let Some(app_id) = self.app_id(token).await? else {
-            return Ok(None);
-        };
-        if let Some(id) = self.chat_ids.get(&(app_id, number)) {
-            return Ok(Some(*id));
-        }
-        let id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM chats WHERE application_id = ?1 AND number = ?2")
-                .bind(app_id)
-                .bind(number as i64)
-                .fetch_optional(&self.readers)
-                .await?;
-        if let Some(id) = id {
-            remember(&self.chat_ids, (app_id, number), id);
-        }
-        Ok(id)
+        work: impl FnOnce(&Inner) -> Result<T, BackendError> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|err| BackendError::Other(anyhow::anyhow!("store task failed: {err}")))?
     }
 }
 
@@ -128,6 +203,24 @@ pub(super) fn remember<K: std::hash::Hash + Eq, V>(cache: &DashMap<K, V>, key: K
 
 pub(super) fn time(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+pub(super) fn application_row(row: &Row) -> rusqlite::Result<ApplicationRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+pub(super) fn chat_row(row: &Row) -> rusqlite::Result<ChatRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+pub(super) fn message_row(row: &Row) -> rusqlite::Result<MessageRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
 pub(super) fn application(row: ApplicationRow) -> Application {
@@ -165,46 +258,56 @@ pub(super) fn message(chat: u64, row: MessageRow) -> Message {
 #[async_trait]
 impl Store for SqliteStore {
     async fn apply(&self, batch: &[Event]) -> Result<Vec<Applied>, BackendError> {
-        super::sqlite_apply::apply(self, batch).await
+        let batch = batch.to_vec();
+        self.blocking(move |inner| super::sqlite_apply::apply(inner, &batch))
+            .await
     }
 
     async fn application(&self, token: &Token) -> Result<Option<Application>, BackendError> {
-        let row: Option<ApplicationRow> = sqlx::query_as(
-            "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1",
-        )
-        .bind(token.as_str())
-        .fetch_optional(&self.readers)
-        .await?;
+        let row = self.inner.read(|conn| {
+            conn.prepare_cached(
+                "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1",
+            )?
+            .query_row([token.as_str()], application_row)
+            .optional()
+        })?;
         Ok(row.map(application))
     }
 
     async fn chats(&self, token: &Token, page: Page) -> Result<Option<Vec<Chat>>, BackendError> {
-        let Some(app_id) = self.app_id(token).await? else {
+        let Some(app_id) = self.inner.app_id(token.as_str())? else {
             return Ok(None);
         };
-        let rows: Vec<ChatRow> = sqlx::query_as(
-            "SELECT number, messages_count, created_at, updated_at FROM chats \
-             WHERE application_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3 OFFSET ?4",
-        )
-        .bind(app_id)
-        .bind(page.after as i64)
-        .bind(i64::from(page.limit))
-        .bind(page.offset as i64)
-        .fetch_all(&self.readers)
-        .await?;
+        let rows = self.inner.read(|conn| {
+            conn.prepare_cached(
+                "SELECT number, messages_count, created_at, updated_at FROM chats \
+                 WHERE application_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3 OFFSET ?4",
+            )?
+            .query_map(
+                params![
+                    app_id,
+                    page.after as i64,
+                    i64::from(page.limit),
+                    page.offset as i64
+                ],
+                chat_row,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
         Ok(Some(rows.into_iter().map(chat).collect()))
     }
 
     async fn chat(&self, token: &Token, number: u64) -> Result<Option<Chat>, BackendError> {
-        let Some(chat_id) = self.chat_id(token, number).await? else {
+        let Some(chat_id) = self.inner.chat_id(token.as_str(), number)? else {
             return Ok(None);
         };
-        let row: Option<ChatRow> = sqlx::query_as(
-            "SELECT number, messages_count, created_at, updated_at FROM chats WHERE id = ?1",
-        )
-        .bind(chat_id)
-        .fetch_optional(&self.readers)
-        .await?;
+        let row = self.inner.read(|conn| {
+            conn.prepare_cached(
+                "SELECT number, messages_count, created_at, updated_at FROM chats WHERE id = ?1",
+            )?
+            .query_row([chat_id], chat_row)
+            .optional()
+        })?;
         Ok(row.map(chat))
     }
 
@@ -214,19 +317,25 @@ impl Store for SqliteStore {
         chat: u64,
         page: Page,
     ) -> Result<Option<Vec<Message>>, BackendError> {
-        let Some(chat_id) = self.chat_id(token, chat).await? else {
+        let Some(chat_id) = self.inner.chat_id(token.as_str(), chat)? else {
             return Ok(None);
         };
-        let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT number, body, created_at, updated_at FROM messages \
-             WHERE chat_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3 OFFSET ?4",
-        )
-        .bind(chat_id)
-        .bind(page.after as i64)
-        .bind(i64::from(page.limit))
-        .bind(page.offset as i64)
-        .fetch_all(&self.readers)
-        .await?;
+        let rows = self.inner.read(|conn| {
+            conn.prepare_cached(
+                "SELECT number, body, created_at, updated_at FROM messages \
+                 WHERE chat_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3 OFFSET ?4",
+            )?
+            .query_map(
+                params![
+                    chat_id,
+                    page.after as i64,
+                    i64::from(page.limit),
+                    page.offset as i64
+                ],
+                message_row,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
         Ok(Some(
             rows.into_iter().map(|row| message(chat, row)).collect(),
         ))
@@ -238,29 +347,29 @@ impl Store for SqliteStore {
         chat: u64,
         number: u64,
     ) -> Result<Option<Message>, BackendError> {
-        let Some(chat_id) = self.chat_id(token, chat).await? else {
+        let Some(chat_id) = self.inner.chat_id(token.as_str(), chat)? else {
             return Ok(None);
         };
-        let row: Option<MessageRow> = sqlx::query_as(
-            "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ?1 AND number = ?2",
-        )
-        .bind(chat_id)
-        .bind(number as i64)
-        .fetch_optional(&self.readers)
-        .await?;
+        let row = self.inner.read(|conn| {
+            conn.prepare_cached(
+                "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ?1 AND number = ?2",
+            )?
+            .query_row(params![chat_id, number as i64], message_row)
+            .optional()
+        })?;
         Ok(row.map(|row| message(chat, row)))
     }
 
     async fn last_chat_number(&self, token: &Token) -> Result<Option<u64>, BackendError> {
-        let Some(app_id) = self.app_id(token).await? else {
+        let Some(app_id) = self.inner.app_id(token.as_str())? else {
             return Ok(None);
         };
-        let last: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(number), 0) FROM chats WHERE application_id = ?1",
-        )
-        .bind(app_id)
-        .fetch_one(&self.readers)
-        .await?;
+        let last: i64 = self.inner.read(|conn| {
+            conn.prepare_cached(
+                "SELECT COALESCE(MAX(number), 0) FROM chats WHERE application_id = ?1",
+            )?
+            .query_row([app_id], |row| row.get(0))
+        })?;
         Ok(Some(last as u64))
     }
 
@@ -269,31 +378,38 @@ impl Store for SqliteStore {
         token: &Token,
         chat: u64,
     ) -> Result<Option<u64>, BackendError> {
-        let Some(chat_id) = self.chat_id(token, chat).await? else {
+        let Some(chat_id) = self.inner.chat_id(token.as_str(), chat)? else {
             return Ok(None);
         };
-        let last: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) FROM messages WHERE chat_id = ?1")
-                .bind(chat_id)
-                .fetch_one(&self.readers)
-                .await?;
+        let last: i64 = self.inner.read(|conn| {
+            conn.prepare_cached("SELECT COALESCE(MAX(number), 0) FROM messages WHERE chat_id = ?1")?
+                .query_row([chat_id], |row| row.get(0))
+        })?;
         Ok(Some(last as u64))
     }
 
     async fn counters(&self) -> Result<super::Counters, BackendError> {
-        let applications: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT a.token, COALESCE(MAX(c.number), 0) FROM applications a \
-             LEFT JOIN chats c ON c.application_id = a.id GROUP BY a.id",
-        )
-        .fetch_all(&self.readers)
-        .await?;
-        let chats: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT a.token, c.number, COALESCE((SELECT MAX(m.number) FROM messages m WHERE m.chat_id = c.id), 0) \
-             FROM chats c JOIN applications a ON a.id = c.application_id",
-        )
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(super::Counters::from_rows(applications, chats))
+        self.blocking(|inner| {
+            inner.read(|conn| {
+                let applications = conn
+                    .prepare(
+                        "SELECT a.token, COALESCE(MAX(c.number), 0) FROM applications a \
+                         LEFT JOIN chats c ON c.application_id = a.id GROUP BY a.id",
+                    )?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let chats = conn
+                    .prepare(
+                        "SELECT a.token, c.number, \
+                           COALESCE((SELECT MAX(m.number) FROM messages m WHERE m.chat_id = c.id), 0) \
+                         FROM chats c JOIN applications a ON a.id = c.application_id",
+                    )?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(super::Counters::from_rows(applications, chats))
+            })
+        })
+        .await
     }
 
     async fn export_messages(
@@ -301,66 +417,70 @@ impl Store for SqliteStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<super::ExportedMessage>, BackendError> {
-        let rows: Vec<(i64, String, i64, i64, String, i64, i64)> = sqlx::query_as(
-            "SELECT m.id, a.token, c.number, m.number, m.body, m.created_at, m.updated_at FROM messages m \
-             JOIN chats c ON c.id = m.chat_id JOIN applications a ON a.id = c.application_id \
-             WHERE m.id > ?1 ORDER BY m.id LIMIT ?2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, token, chat, number, body, created, updated)| super::ExportedMessage {
-                    id,
-                    token,
-                    chat: chat as u64,
-                    number: number as u64,
-                    body,
-                    created_at: time(created),
-                    updated_at: time(updated),
-                },
-            )
-            .collect())
+        self.blocking(move |inner| {
+            inner.read(|conn| {
+                conn.prepare_cached(
+                    "SELECT m.id, a.token, c.number, m.number, m.body, m.created_at, m.updated_at \
+                     FROM messages m JOIN chats c ON c.id = m.chat_id \
+                     JOIN applications a ON a.id = c.application_id \
+                     WHERE m.id > ?1 ORDER BY m.id LIMIT ?2",
+                )?
+                .query_map(params![after, i64::from(limit)], |row| {
+                    Ok(super::ExportedMessage {
+                        id: row.get(0)?,
+                        token: row.get(1)?,
+                        chat: row.get::<_, i64>(2)? as u64,
+                        number: row.get::<_, i64>(3)? as u64,
+                        body: row.get(4)?,
+                        created_at: time(row.get(5)?),
+                        updated_at: time(row.get(6)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+        })
+        .await
     }
 
     async fn sync_counts(&self) -> Result<SyncReport, BackendError> {
-        let mut tx = self.writer.begin().await?;
-        let chats = sqlx::query(
-            "UPDATE chats SET messages_count = (SELECT COUNT(*) FROM messages m WHERE m.chat_id = chats.id) \
-             WHERE messages_count != (SELECT COUNT(*) FROM messages m WHERE m.chat_id = chats.id)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let applications = sqlx::query(
-            "UPDATE applications SET chats_count = (SELECT COUNT(*) FROM chats c WHERE c.application_id = applications.id) \
-             WHERE chats_count != (SELECT COUNT(*) FROM chats c WHERE c.application_id = applications.id)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(SyncReport {
-            applications_fixed: applications.rows_affected(),
-            chats_fixed: chats.rows_affected(),
+        self.blocking(|inner| {
+            let mut conn = inner.writer();
+            let tx = conn.transaction()?;
+            let chats = tx.execute(
+                "UPDATE chats SET messages_count = (SELECT COUNT(*) FROM messages m WHERE m.chat_id = chats.id) \
+                 WHERE messages_count != (SELECT COUNT(*) FROM messages m WHERE m.chat_id = chats.id)",
+                [],
+            )?;
+            let applications = tx.execute(
+                "UPDATE applications SET chats_count = (SELECT COUNT(*) FROM chats c WHERE c.application_id = applications.id) \
+                 WHERE chats_count != (SELECT COUNT(*) FROM chats c WHERE c.application_id = applications.id)",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(SyncReport {
+                applications_fixed: applications as u64,
+                chats_fixed: chats as u64,
+            })
         })
+        .await
     }
 
     async fn stored_response(&self, key: &str) -> Result<Option<StoredResponse>, BackendError> {
         let since = (domain::now() - RETENTION).timestamp_micros();
-        let row: Option<(String, i64, String)> = sqlx::query_as(
-            "SELECT request, status, body FROM idempotency_keys WHERE key = ?1 AND created_at > ?2",
-        )
-        .bind(key)
-        .bind(since)
-        .fetch_optional(&self.readers)
-        .await?;
-        Ok(row.map(|(request, status, body)| StoredResponse {
-            request,
-            status: status as u16,
-            body,
-        }))
+        let row = self.inner.read(|conn| {
+            conn.prepare_cached(
+                "SELECT request, status, body FROM idempotency_keys WHERE key = ?1 AND created_at > ?2",
+            )?
+            .query_row(params![key, since], |row| {
+                Ok(StoredResponse {
+                    request: row.get(0)?,
+                    status: row.get::<_, i64>(1)? as u16,
+                    body: row.get(2)?,
+                })
+            })
+            .optional()
+        })?;
+        Ok(row)
     }
 
     async fn store_response(
@@ -368,30 +488,36 @@ impl Store for SqliteStore {
         key: &str,
         response: &StoredResponse,
     ) -> Result<(), BackendError> {
-        let now = domain::now();
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?1")
-            .bind((now - RETENTION).timestamp_micros())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO idempotency_keys (key, request, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (key) DO UPDATE SET request = excluded.request, status = excluded.status, \
-             body = excluded.body, created_at = excluded.created_at",
-        )
-        .bind(key)
-        .bind(&response.request)
-        .bind(i64::from(response.status))
-        .bind(&response.body)
-        .bind(now.timestamp_micros())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let key = key.to_owned();
+        let response = response.clone();
+        self.blocking(move |inner| {
+            let now = domain::now();
+            let mut conn = inner.writer();
+            let tx = conn.transaction()?;
+            tx.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+                .execute([(now - RETENTION).timestamp_micros()])?;
+            tx.prepare_cached(
+                "INSERT INTO idempotency_keys (key, request, status, body, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (key) DO UPDATE SET request = excluded.request, status = excluded.status, \
+                 body = excluded.body, created_at = excluded.created_at",
+            )?
+            .execute(params![
+                key,
+                response.request,
+                i64::from(response.status),
+                response.body,
+                now.timestamp_micros()
+            ])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
-        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        self.inner
+            .read(|conn| conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)))?;
         Ok(())
     }
 }

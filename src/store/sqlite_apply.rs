@@ -2,14 +2,15 @@
 //!
 //! Every insert is `ON CONFLICT DO NOTHING` on the natural key (token; application and number;
 //! chat and number), so a replayed event finds its row and answers with it. Counts grow by what
-//! was really inserted, summed per chat and per application and written once per batch.
+//! was really inserted, summed per chat and per application and written once per batch. It runs
+//! on the blocking pool with the write connection (see `sqlite.rs`).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::sqlite::{application, chat, message, remember, SqliteStore};
+use super::sqlite::{application, application_row, chat, message, message_row, remember, Inner};
 use crate::domain::{Chat, Message};
 use crate::error::BackendError;
 use crate::events::{Applied, Event};
@@ -27,11 +28,9 @@ fn bump(map: &mut HashMap<i64, (i64, i64)>, id: i64, at: i64) {
     entry.1 = entry.1.max(at);
 }
 
-pub(super) async fn apply(
-    store: &SqliteStore,
-    batch: &[Event],
-) -> Result<Vec<Applied>, BackendError> {
-    let mut tx = store.writer.begin().await?;
+pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, BackendError> {
+    let mut conn = inner.writer();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut deltas = Deltas::default();
     // (token, chat number) -> (applications.id, chats.id) of the chats this batch touched.
     let mut chats_seen: HashMap<(&str, u64), (i64, i64)> = HashMap::new();
@@ -39,33 +38,27 @@ pub(super) async fn apply(
     for event in batch {
         let outcome = match event {
             Event::ApplicationCreated { token, name, at } => {
-                sqlx::query(
+                tx.prepare_cached(
                     "INSERT INTO applications (token, name, chats_count, created_at, updated_at) \
                      VALUES (?1, ?2, 0, ?3, ?3) ON CONFLICT (token) DO NOTHING",
-                )
-                .bind(token)
-                .bind(name)
-                .bind(at.timestamp_micros())
-                .execute(&mut *tx)
-                .await?;
-                stored_application(&mut tx, token).await?
+                )?
+                .execute(params![token, name, at.timestamp_micros()])?;
+                stored_application(&tx, token)?
             }
             Event::ApplicationRenamed { token, name, at } => {
-                let row = sqlx::query_as(
-                    "UPDATE applications SET name = ?1, updated_at = ?2 WHERE token = ?3 \
-                     RETURNING token, name, chats_count, created_at, updated_at",
-                )
-                .bind(name)
-                .bind(at.timestamp_micros())
-                .bind(token)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let row = tx
+                    .prepare_cached(
+                        "UPDATE applications SET name = ?1, updated_at = ?2 WHERE token = ?3 \
+                         RETURNING token, name, chats_count, created_at, updated_at",
+                    )?
+                    .query_row(params![name, at.timestamp_micros(), token], application_row)
+                    .optional()?;
                 row.map_or(Applied::NotFound, |row| {
                     Applied::Application(application(row))
                 })
             }
             Event::ChatCreated { token, number, at } => {
-                match ensure_chat(&mut tx, &mut deltas, token, *number, *at).await? {
+                match ensure_chat(&tx, &mut deltas, token, *number, *at)? {
                     Some((app_id, chat_id, chat)) => {
                         chats_seen.insert((token.as_str(), *number), (app_id, chat_id));
                         Applied::Chat(chat)
@@ -84,26 +77,17 @@ pub(super) async fn apply(
                 let ids = match chats_seen
                     .get(&key)
                     .copied()
-                    .or_else(|| committed_chat(store, token, *chat))
+                    .or_else(|| committed_chat(inner, token, *chat))
                 {
                     Some(ids) => Some(ids),
-                    None => ensure_chat(&mut tx, &mut deltas, token, *chat, *at)
-                        .await?
+                    None => ensure_chat(&tx, &mut deltas, token, *chat, *at)?
                         .map(|(app_id, chat_id, _)| (app_id, chat_id)),
                 };
                 match ids {
                     Some((app_id, chat_id)) => {
                         chats_seen.insert(key, (app_id, chat_id));
-                        let message = insert_message(
-                            &mut tx,
-                            &mut deltas,
-                            chat_id,
-                            *chat,
-                            *number,
-                            body,
-                            *at,
-                        )
-                        .await?;
+                        let message =
+                            insert_message(&tx, &mut deltas, chat_id, *chat, *number, body, *at)?;
                         Applied::Message(message)
                     }
                     None => Applied::NotFound,
@@ -116,19 +100,18 @@ pub(super) async fn apply(
                 body,
                 at,
             } => {
-                let row = sqlx::query_as(
-                    "UPDATE messages SET body = ?1, updated_at = ?2 \
-                     WHERE number = ?3 AND chat_id = (SELECT c.id FROM chats c \
-                       JOIN applications a ON a.id = c.application_id WHERE a.token = ?4 AND c.number = ?5) \
-                     RETURNING number, body, created_at, updated_at",
-                )
-                .bind(body)
-                .bind(at.timestamp_micros())
-                .bind(*number as i64)
-                .bind(token)
-                .bind(*chat as i64)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let row = tx
+                    .prepare_cached(
+                        "UPDATE messages SET body = ?1, updated_at = ?2 \
+                         WHERE number = ?3 AND chat_id = (SELECT c.id FROM chats c \
+                           JOIN applications a ON a.id = c.application_id WHERE a.token = ?4 AND c.number = ?5) \
+                         RETURNING number, body, created_at, updated_at",
+                    )?
+                    .query_row(
+                        params![body, at.timestamp_micros(), *number as i64, token, *chat as i64],
+                        message_row,
+                    )
+                    .optional()?;
                 row.map_or(Applied::NotFound, |row| {
                     Applied::Message(message(*chat, row))
                 })
@@ -137,50 +120,39 @@ pub(super) async fn apply(
         outcomes.push(outcome);
     }
     for (id, (count, at)) in &deltas.chats {
-        sqlx::query(
+        tx.prepare_cached(
             "UPDATE chats SET messages_count = messages_count + ?1, updated_at = MAX(updated_at, ?2) WHERE id = ?3",
-        )
-        .bind(count)
-        .bind(at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        )?
+        .execute(params![count, at, id])?;
     }
     for (id, (count, at)) in &deltas.applications {
-        sqlx::query(
+        tx.prepare_cached(
             "UPDATE applications SET chats_count = chats_count + ?1, updated_at = MAX(updated_at, ?2) WHERE id = ?3",
-        )
-        .bind(count)
-        .bind(at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        )?
+        .execute(params![count, at, id])?;
     }
-    tx.commit().await?;
+    tx.commit()?;
     // Only now are these ids certain to exist: a rolled-back id could be reused by another row.
     for ((_, number), (app_id, chat_id)) in chats_seen {
-        remember(&store.chat_ids, (app_id, number), chat_id);
+        remember(&inner.chat_ids, (app_id, number), chat_id);
     }
     Ok(outcomes)
 }
 
 /// The ids of a chat already committed, from the store's caches: no query on the hot path.
-fn committed_chat(store: &SqliteStore, token: &str, chat: u64) -> Option<(i64, i64)> {
-    let app_id = *store.app_ids.get(token)?;
-    let chat_id = *store.chat_ids.get(&(app_id, chat))?;
+fn committed_chat(inner: &Inner, token: &str, chat: u64) -> Option<(i64, i64)> {
+    let app_id = *inner.app_ids.get(token)?;
+    let chat_id = *inner.chat_ids.get(&(app_id, chat))?;
     Some((app_id, chat_id))
 }
 
-async fn stored_application(
-    tx: &mut SqliteConnection,
-    token: &str,
-) -> Result<Applied, BackendError> {
-    let row = sqlx::query_as(
-        "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1",
-    )
-    .bind(token)
-    .fetch_optional(&mut *tx)
-    .await?;
+fn stored_application(tx: &Transaction, token: &str) -> Result<Applied, BackendError> {
+    let row = tx
+        .prepare_cached(
+            "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1",
+        )?
+        .query_row([token], application_row)
+        .optional()?;
     Ok(row.map_or(Applied::NotFound, |row| {
         Applied::Application(application(row))
     }))
@@ -188,40 +160,51 @@ async fn stored_application(
 
 /// Finds the chat, creating it from its coordinates when it is not stored yet (a message may
 /// arrive before its chat's event). `None` when the application does not exist.
-async fn ensure_chat(
-    tx: &mut SqliteConnection,
+fn ensure_chat(
+    tx: &Transaction,
     deltas: &mut Deltas,
     token: &str,
     number: u64,
     at: DateTime<Utc>,
 ) -> Result<Option<(i64, i64, Chat)>, BackendError> {
     let micros = at.timestamp_micros();
-    let existing: Option<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT c.application_id, c.id, c.number, c.messages_count, c.created_at, c.updated_at \
-         FROM chats c JOIN applications a ON a.id = c.application_id WHERE a.token = ?1 AND c.number = ?2",
-    )
-    .bind(token)
-    .bind(number as i64)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some((app_id, chat_id, n, count, created, updated)) = existing {
-        return Ok(Some((app_id, chat_id, chat((n, count, created, updated)))));
+    let existing = tx
+        .prepare_cached(
+            "SELECT c.application_id, c.id, c.number, c.messages_count, c.created_at, c.updated_at \
+             FROM chats c JOIN applications a ON a.id = c.application_id WHERE a.token = ?1 AND c.number = ?2",
+        )?
+        .query_row(params![token, number as i64], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, chat_row_at(row, 2)?))
+        })
+        .optional()?;
+    if let Some((app_id, chat_id, row)) = existing {
+        return Ok(Some((app_id, chat_id, chat(row))));
     }
-    let inserted: Option<(i64, i64)> = sqlx::query_as(
-        "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) \
-         SELECT id, ?1, 0, ?2, ?2 FROM applications WHERE token = ?3 \
-         ON CONFLICT (application_id, number) DO NOTHING RETURNING application_id, id",
-    )
-    .bind(number as i64)
-    .bind(micros)
-    .bind(token)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let inserted: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) \
+             SELECT id, ?1, 0, ?2, ?2 FROM applications WHERE token = ?3 \
+             ON CONFLICT (application_id, number) DO NOTHING RETURNING application_id, id",
+        )?
+        .query_row(params![number as i64, micros, token], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
     let Some((app_id, chat_id)) = inserted else {
         return Ok(None);
     };
     bump(&mut deltas.applications, app_id, micros);
     Ok(Some((app_id, chat_id, Chat::new(number, 0, at, at))))
+}
+
+/// A chat's columns (number, count, created, updated) starting at column `first`.
+fn chat_row_at(row: &rusqlite::Row, first: usize) -> rusqlite::Result<(i64, i64, i64, i64)> {
+    Ok((
+        row.get(first)?,
+        row.get(first + 1)?,
+        row.get(first + 2)?,
+        row.get(first + 3)?,
+    ))
 }
 
 /// Messages of one chat occupy one rowid range (migration 0003): chat id in the high 32 bits,
@@ -235,8 +218,8 @@ pub(super) fn message_row_id(chat_id: i64, number: u64) -> Result<i64, BackendEr
     Ok((chat_id << 32) | number as i64)
 }
 
-async fn insert_message(
-    tx: &mut SqliteConnection,
+fn insert_message(
+    tx: &Transaction,
     deltas: &mut Deltas,
     chat_id: i64,
     chat_number: u64,
@@ -245,28 +228,27 @@ async fn insert_message(
     at: DateTime<Utc>,
 ) -> Result<Message, BackendError> {
     let micros = at.timestamp_micros();
-    let inserted = sqlx::query(
-        "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) VALUES (?5, ?1, ?2, ?3, ?4, ?4) \
-         ON CONFLICT (chat_id, number) DO NOTHING",
-    )
-    .bind(chat_id)
-    .bind(number as i64)
-    .bind(body)
-    .bind(micros)
-    .bind(message_row_id(chat_id, number)?)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 1 {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            message_row_id(chat_id, number)?,
+            chat_id,
+            number as i64,
+            body,
+            micros
+        ])?;
+    if inserted == 1 {
         bump(&mut deltas.chats, chat_id, micros);
         return Ok(Message::new(chat_number, number, body.to_owned(), at, at));
     }
     // A replay: answer with what is stored.
-    let row = sqlx::query_as(
-        "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ?1 AND number = ?2",
-    )
-    .bind(chat_id)
-    .bind(number as i64)
-    .fetch_one(&mut *tx)
-    .await?;
+    let row = tx
+        .prepare_cached(
+            "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ?1 AND number = ?2",
+        )?
+        .query_row(params![chat_id, number as i64], message_row)?;
     Ok(message(chat_number, row))
 }

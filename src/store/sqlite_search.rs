@@ -6,9 +6,8 @@
 //! over the candidates (or over the chat's messages when every word is short).
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
 
-use super::sqlite::{message, SqliteStore};
+use super::sqlite::{message, message_row, MessageRow, SqliteStore};
 use crate::domain::{Message, Page, SearchTerms, Token};
 use crate::error::BackendError;
 use crate::search::Search;
@@ -40,47 +39,64 @@ impl Search for SqliteStore {
         terms: &SearchTerms,
         page: Page,
     ) -> Result<Option<Vec<Message>>, BackendError> {
-        let Some(chat_id) = self.chat_id(token, chat).await? else {
+        let Some(chat_id) = self.inner.chat_id(token.as_str(), chat)? else {
             return Ok(None);
         };
-        let (indexed, short): (Vec<&String>, Vec<&String>) = terms
-            .words()
-            .iter()
-            .partition(|word| word.chars().count() >= TRIGRAM);
-        let expression = fts_expression(&indexed);
-        if short.is_empty() {
-            let rows: Vec<(i64, String, i64, i64)> =
-                sqlx::query_as(&format!("{FTS_QUERY} LIMIT ?3 OFFSET ?4"))
-                    .bind(&expression)
-                    .bind(chat_id)
-                    .bind(i64::from(page.limit))
-                    .bind(page.offset as i64)
-                    .fetch_all(&self.readers)
-                    .await?;
-            return Ok(Some(
-                rows.into_iter().map(|row| message(chat, row)).collect(),
-            ));
-        }
-        let rows = if indexed.is_empty() {
-            sqlx::query_as::<_, (i64, String, i64, i64)>(
-                "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ?1 ORDER BY number",
-            )
-            .bind(chat_id)
-            .fetch(&self.readers)
-        } else {
-            sqlx::query_as::<_, (i64, String, i64, i64)>(FTS_QUERY)
-                .bind(expression)
-                .bind(chat_id)
-                .fetch(&self.readers)
-        };
-        let found: Vec<Message> = rows
-            .try_filter(|(_, body, _, _)| std::future::ready(terms.matches(body)))
-            .skip(page.offset as usize)
-            .take(page.limit as usize)
-            .map_ok(|row| message(chat, row))
-            .try_collect()
+        let terms = terms.clone();
+        let rows = self
+            .blocking(move |inner| {
+                inner.read(|conn| {
+                    let (indexed, short): (Vec<&String>, Vec<&String>) = terms
+                        .words()
+                        .iter()
+                        .partition(|word| word.chars().count() >= TRIGRAM);
+                    let expression = fts_expression(&indexed);
+                    if short.is_empty() {
+                        return conn
+                            .prepare_cached(&format!("{FTS_QUERY} LIMIT ?3 OFFSET ?4"))?
+                            .query_map(
+                                rusqlite::params![
+                                    expression,
+                                    chat_id,
+                                    i64::from(page.limit),
+                                    page.offset as i64
+                                ],
+                                message_row,
+                            )?
+                            .collect::<rusqlite::Result<Vec<MessageRow>>>();
+                    }
+                    // Short words: every candidate is checked in Rust, and pages are counted
+                    // over the rows that match.
+                    let mut statement = if indexed.is_empty() {
+                        conn.prepare_cached(
+                            "SELECT number, body, created_at, updated_at FROM messages \
+                             WHERE chat_id = ?1 ORDER BY number",
+                        )?
+                    } else {
+                        conn.prepare_cached(FTS_QUERY)?
+                    };
+                    let rows = if indexed.is_empty() {
+                        statement.query_map([chat_id], message_row)?
+                    } else {
+                        statement.query_map(rusqlite::params![expression, chat_id], message_row)?
+                    };
+                    let mut found = Vec::new();
+                    for row in rows {
+                        let row = row?;
+                        if terms.matches(&row.1) {
+                            found.push(row);
+                        }
+                        if found.len() >= (page.offset + u64::from(page.limit)) as usize {
+                            break;
+                        }
+                    }
+                    Ok(found.into_iter().skip(page.offset as usize).collect())
+                })
+            })
             .await?;
-        Ok(Some(found))
+        Ok(Some(
+            rows.into_iter().map(|row| message(chat, row)).collect(),
+        ))
     }
 }
 
