@@ -9,6 +9,7 @@ mod mysql_apply;
 mod mysql_search;
 mod sqlite;
 mod sqlite_apply;
+mod sqlite_index;
 mod sqlite_search;
 
 pub use mysql::MysqlStore;

@@ -10,7 +10,8 @@
 //! tokio's blocking pool ([`SqliteStore::blocking`]). This is why the store uses rusqlite and not
 //! sqlx's SQLite driver, which hands every statement and every row to a thread of its own: those
 //! hand-offs were most of a read's profile and most of a write batch's time (BENCHMARKS.md).
-//! Migrations still run through sqlx's migrator, which data directories already record.
+//! Migrations still run through sqlx's migrator, which data directories already record. The
+//! full-text index is a second file kept by a background thread (`sqlite_index.rs`).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -26,7 +27,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection as _};
 
-use super::{Store, SyncReport};
+use super::{sqlite_index, Store, SyncReport};
 use crate::domain::{self, Application, Chat, Message, Page, Token};
 use crate::error::BackendError;
 use crate::events::{Applied, Event};
@@ -55,6 +56,8 @@ pub(super) struct Inner {
     pub(super) app_ids: DashMap<String, i64>,
     /// (applications.id, chat number) -> chats.id; only committed rows are cached.
     pub(super) chat_ids: DashMap<(i64, u64), i64>,
+    /// The search indexer's rounds (`sqlite_index.rs`).
+    pub(super) progress: Arc<sqlite_index::Progress>,
 }
 
 pub(super) type MessageRow = (i64, String, i64, i64);
@@ -69,7 +72,7 @@ fn lock(mutex: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn connect(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
+pub(super) fn connect(path: &Path, read_only: bool) -> rusqlite::Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -167,19 +170,37 @@ impl SqliteStore {
         let open = |read_only| {
             connect(&path, read_only).with_context(|| format!("cannot open the database {url}"))
         };
-        let writer = Mutex::new(open(false)?);
+        let writer = open(false)?;
+        let (index, fresh) = sqlite_index::open_index(&path)
+            .with_context(|| format!("cannot open the search index beside {url}"))?;
+        if fresh {
+            writer.execute(
+                "INSERT OR IGNORE INTO fts_pending (id) SELECT id FROM messages",
+                [],
+            )?;
+        }
+        let index_path = sqlite_index::index_path(&path);
+        let reader = || -> anyhow::Result<Connection> {
+            let conn = open(true)?;
+            conn.execute(
+                "ATTACH DATABASE ?1 AS search",
+                [index_path.to_string_lossy()],
+            )?;
+            Ok(conn)
+        };
         let readers = (0..READERS)
-            .map(|_| open(true).map(Mutex::new))
+            .map(|_| reader().map(Mutex::new))
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                writer,
-                readers,
-                next_reader: AtomicUsize::new(0),
-                app_ids: DashMap::new(),
-                chat_ids: DashMap::new(),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            app_ids: DashMap::new(),
+            chat_ids: DashMap::new(),
+            progress: Arc::default(),
+        });
+        sqlite_index::start(&inner, index, open(true)?);
+        Ok(Self { inner })
     }
 
     /// Runs `work` on tokio's blocking pool: writes (fsync) and reads of unbounded length.

@@ -1,7 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{error_code, spawn_app, TestApp};
+use crate::helpers::{embedded_only, error_code, spawn_app, spawn_app_in, TestApp};
 
 async fn numbers(app: &TestApp, path: &str) -> Vec<u64> {
     let found = app.get_json(path).await;
@@ -206,4 +206,44 @@ async fn search_errors() {
         let response = app.get(&path).await;
         error_code(response, status).await;
     }
+}
+
+#[tokio::test]
+async fn every_acknowledged_message_is_found_at_once_even_under_concurrent_writes() {
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    let bodies: Vec<String> = (0..200).map(|i| format!("needle {i}")).collect();
+    let writes = bodies
+        .iter()
+        .map(|body| app.create_message(&token, chat, body));
+    let mut created = futures::future::join_all(writes).await;
+    created.sort_unstable();
+    let mut found = numbers(
+        &app,
+        &format!("/applications/{token}/chats/{chat}/messages/search?q=needle&per_page=1000"),
+    )
+    .await;
+    found.sort_unstable();
+    assert_eq!(found, created, "each created message once");
+}
+
+#[tokio::test]
+async fn a_lost_search_index_is_rebuilt_from_the_messages() {
+    if embedded_only("a_lost_search_index_is_rebuilt_from_the_messages") {
+        return;
+    }
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    app.create_message(&token, chat, "one error here").await;
+    app.create_message(&token, chat, "error error error").await;
+    app.create_message(&token, chat, "nothing to see").await;
+    let dir = app.stop().await;
+    for file in ["search.db", "search.db-wal", "search.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file));
+    }
+    let app = spawn_app_in(dir).await;
+    let search = format!("/applications/{token}/chats/{chat}/messages/search?q=error");
+    assert_eq!(numbers(&app, &search).await, vec![2, 1], "ranked again");
 }

@@ -1,0 +1,188 @@
+//! The embedded full-text index, kept apart from the write path.
+//!
+//! Indexing a message with the trigram tokenizer writes ~40 postings, and FTS5 merges its
+//! segments as they grow: inside the group-commit transaction that was three quarters of a
+//! message's cost (BENCHMARKS.md). So the index lives in its own file, `search.db` beside the
+//! database, and a background thread keeps it:
+//!
+//! 1. a write notes the message's id in `fts_pending` (a trigger, same transaction: durable);
+//! 2. the indexer reads up to [`CHUNK`] pending messages, writes them to `search.db` in one
+//!    transaction (`INSERT OR REPLACE`: an edit replaces the old postings), commits it;
+//! 3. then forgets them in the database, each only if its body is still the one indexed (an
+//!    edit in between keeps it pending).
+//!
+//! A crash between 2 and 3 only indexes those messages again. Searches (`sqlite_search.rs`) read
+//! the pending messages of the chat first and the index second, so a message is found whichever
+//! side of the hand-over it is on. A missing `search.db` is rebuilt from every message.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection};
+
+use super::sqlite::{connect, Inner};
+
+/// Most messages indexed in one transaction of `search.db`.
+const CHUNK: usize = 4096;
+/// How long the indexer sleeps when nothing is pending (a search wakes it sooner).
+const IDLE: Duration = Duration::from_millis(20);
+/// Longest a search waits for the indexer before matching pending messages itself.
+const CATCH_UP: Duration = Duration::from_secs(1);
+
+/// Where the indexer is, so that a search can wait for the writes acknowledged before it.
+#[derive(Default)]
+pub(super) struct Progress {
+    state: Mutex<Rounds>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Rounds {
+    /// Rounds begun; a round reads what is pending when it begins.
+    begun: u64,
+    /// The last round that left nothing of what it read pending.
+    caught_up: u64,
+    /// A search is waiting: do not sleep.
+    wanted: bool,
+}
+
+impl Progress {
+    fn begin(&self) -> u64 {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.wanted = false;
+        state.begun += 1;
+        state.begun
+    }
+
+    fn finish(&self, round: u64, complete: bool) {
+        if complete {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.caught_up = state.caught_up.max(round);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Sleeps up to `IDLE`, or less when a search wants a round.
+    fn idle(&self) {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .changed
+            .wait_timeout_while(state, IDLE, |state| !state.wanted)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// Waits (up to [`CATCH_UP`]) until a round begun after this call has caught up: every
+    /// message acknowledged before the call is then in the index (unless edited since).
+    /// Returns whether it did.
+    pub(super) fn wait_caught_up(&self) -> bool {
+        let deadline = Instant::now() + CATCH_UP;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let target = state.begun + 1;
+        state.wanted = true;
+        self.changed.notify_all();
+        while state.caught_up < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+}
+
+pub(super) const CREATE_INDEX: &str =
+    "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (\
+     body, content = '', contentless_delete = 1, tokenize = 'trigram')";
+
+/// `search.db` beside the database file.
+pub(super) fn index_path(database: &Path) -> PathBuf {
+    database.with_file_name("search.db")
+}
+
+/// Opens (creating) the index file. Returns the connection and whether the file is new, in
+/// which case every stored message must be indexed again.
+pub(super) fn open_index(database: &Path) -> rusqlite::Result<(Connection, bool)> {
+    let path = index_path(database);
+    let fresh = !path.exists();
+    let conn = connect(&path, false)?;
+    conn.execute_batch(CREATE_INDEX)?;
+    Ok((conn, fresh))
+}
+
+/// Starts the indexer thread; it ends when the store is dropped.
+pub(super) fn start(inner: &Arc<Inner>, index: Connection, reader: Connection) {
+    let progress = inner.progress.clone();
+    let inner = Arc::downgrade(inner);
+    let spawned = std::thread::Builder::new()
+        .name("search-indexer".into())
+        .spawn(move || run(&inner, &progress, &index, &reader));
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "cannot start the search indexer");
+    }
+}
+
+/// Holds the store only during a round, so that dropping it stops the thread.
+fn run(inner: &Weak<Inner>, progress: &Progress, index: &Connection, reader: &Connection) {
+    loop {
+        let Some(store) = inner.upgrade() else {
+            return;
+        };
+        let round = progress.begin();
+        let result = index_some(&store, index, reader);
+        drop(store);
+        match result {
+            Ok(done) => {
+                progress.finish(round, done < CHUNK);
+                if done == 0 {
+                    progress.idle();
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "search indexing failed; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// One round: index up to [`CHUNK`] pending messages, then forget them. Returns how many.
+fn index_some(inner: &Inner, index: &Connection, reader: &Connection) -> rusqlite::Result<usize> {
+    let pending: Vec<(i64, String)> = reader
+        .prepare_cached(
+            "SELECT p.id, m.body FROM fts_pending p JOIN messages m ON m.id = p.id LIMIT ?1",
+        )?
+        .query_map([CHUNK as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if pending.is_empty() {
+        // Ids of messages that no longer exist would otherwise stay pending forever.
+        return Ok(0);
+    }
+    let tx = index.unchecked_transaction()?;
+    {
+        let mut insert =
+            tx.prepare_cached("INSERT OR REPLACE INTO messages_fts (rowid, body) VALUES (?1, ?2)")?;
+        for (id, body) in &pending {
+            insert.execute(params![id, body])?;
+        }
+    }
+    tx.commit()?;
+    let mut writer = inner.writer();
+    let tx = writer.transaction()?;
+    {
+        let mut forget = tx.prepare_cached(
+            "DELETE FROM fts_pending WHERE id = ?1 \
+             AND (SELECT body FROM messages WHERE id = ?1) = ?2",
+        )?;
+        for (id, body) in &pending {
+            forget.execute(params![id, body])?;
+        }
+    }
+    tx.commit()?;
+    Ok(pending.len())
+}
