@@ -111,6 +111,7 @@ pub async fn preload(url: &str, token: &str, target: u64, seed: u64) -> anyhow::
     let mut rng = seeded(seed);
     let at = now();
     let mut done = 0u64;
+    let mut cursor = 0usize;
     while done < target {
         let rows = (target - done).min(PRELOAD_ROWS_PER_TX as u64);
         let batch: Vec<(i64, i64, String)> = (done..done + rows)
@@ -118,7 +119,8 @@ pub async fn preload(url: &str, token: &str, target: u64, seed: u64) -> anyhow::
                 let chat = if i % 10 == 9 {
                     search
                 } else {
-                    (i % SPREAD) as usize
+                    cursor = (cursor + 1) % SPREAD as usize;
+                    cursor
                 };
                 let number = next[chat];
                 next[chat] += 1;

@@ -81,7 +81,7 @@ impl Broker {
             child: Some(child),
             brokers: format!("127.0.0.1:{port}"),
             description: format!(
-                "tansu {} (memory storage), started by the bench",
+                "{} (memory storage), started by the bench",
                 tansu_version(&services.tansu).await
             ),
         })
