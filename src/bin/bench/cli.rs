@@ -67,7 +67,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 100_000)]
     pub scaled_stored: u64,
     /// Scaled shape: events waiting in the broker when the worker's persist rate is measured.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub persist_events: u64,
 }
 

@@ -211,6 +211,35 @@ pub async fn durability(conn: &mut MySqlConnection) -> anyhow::Result<Vec<(Strin
     Ok(rows)
 }
 
+/// Statement counters of the whole server (`SHOW GLOBAL STATUS`), to say how many statements
+/// a piece of work took (the difference of two readings).
+pub async fn statement_counters(conn: &mut MySqlConnection) -> anyhow::Result<Vec<(String, u64)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select', 'Com_insert', \
+         'Com_update', 'Com_commit', 'Com_stmt_prepare', 'Innodb_data_fsyncs')",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, value)| (name, value.parse().unwrap_or(0)))
+        .collect())
+}
+
+/// `after - before`, counter by counter.
+pub fn delta(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(String, u64)> {
+    after
+        .iter()
+        .map(|(name, value)| {
+            let old = before
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, v)| *v);
+            (name.clone(), value.saturating_sub(old))
+        })
+        .collect()
+}
+
 #[derive(Serialize, Clone)]
 pub struct RawInsert {
     /// Rows per transaction.
@@ -218,6 +247,8 @@ pub struct RawInsert {
     pub rows: u64,
     pub seconds: f64,
     pub rows_per_s: f64,
+    /// What MariaDB counted meanwhile.
+    pub statements: Vec<(String, u64)>,
 }
 
 /// The baseline: `rows` message rows into the server's `messages` table (same schema, same
@@ -242,6 +273,7 @@ pub async fn raw_insert(
         })
         .collect();
     let at = now();
+    let before = statement_counters(&mut conn).await?;
     let start = Instant::now();
     for transaction in all.chunks(batch.max(1)) {
         let mut tx = conn.begin().await?;
@@ -249,11 +281,13 @@ pub async fn raw_insert(
         tx.commit().await?;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let statements = delta(&before, &statement_counters(&mut conn).await?);
     conn.close().await?;
     Ok(RawInsert {
         batch,
         rows,
         seconds,
         rows_per_s: rows as f64 / seconds.max(1e-9),
+        statements,
     })
 }

@@ -326,6 +326,7 @@ async fn persist(
     let expected = before + outcome.ok;
     eprintln!("bench: one worker stores them");
     let log = "worker-persist.log";
+    let counters = mysql::statement_counters(&mut session.conn).await?;
     let start = Instant::now();
     stack.start_worker(log)?;
     let mut first_row = None;
@@ -347,6 +348,10 @@ async fn persist(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seconds = start.elapsed().as_secs_f64();
+    let statements = mysql::delta(
+        &counters,
+        &mysql::statement_counters(&mut session.conn).await?,
+    );
     let first_row_s = first_row.map_or(seconds, |d| d.as_secs_f64());
     // The counts agree with the rows (they are updated in the same transaction).
     session.drain("the persist-rate run".into()).await?;
@@ -384,6 +389,7 @@ async fn persist(
         steady_events_per_s: outcome.ok as f64 / (seconds - first_row_s).max(1e-9),
         batches,
         mean_batch,
+        statements,
         raw,
         ratio,
     })

@@ -24,6 +24,8 @@ pub struct Persist {
     /// Batches the worker stored meanwhile (from its debug log) and their mean size.
     pub batches: u64,
     pub mean_batch: f64,
+    /// What MariaDB counted while the worker stored them (its polls by the bench included).
+    pub statements: Vec<(String, u64)>,
     /// The raw multi-row INSERT baselines (first: the worker's configured batch).
     pub raw: Vec<RawInsert>,
     /// events_per_s ÷ the baseline at the worker's configured batch.
@@ -188,6 +190,41 @@ fn persist_markdown(out: &mut String, p: &Persist, ceiling: f64) {
             r.seconds,
             r.rows_per_s,
             p.events_per_s / r.rows_per_s.max(1e-9)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nMariaDB's counters (`SHOW GLOBAL STATUS`) during each, per 1 000 rows stored \
+         (the worker's include the bench's polls, one `SELECT` every 20 ms):\n"
+    );
+    let mut names: Vec<&str> = p.statements.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    let _ = writeln!(out, "| work | {} |", names.join(" | "));
+    let _ = writeln!(out, "| --- |{}", " ---: |".repeat(names.len()));
+    let per_thousand = |counters: &[(String, u64)], rows: u64| -> String {
+        names
+            .iter()
+            .map(|name| {
+                let value = counters
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0, |(_, v)| *v);
+                format!("{:.1}", value as f64 * 1000.0 / rows.max(1) as f64)
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let _ = writeln!(
+        out,
+        "| worker | {} |",
+        per_thousand(&p.statements, p.events)
+    );
+    for r in &p.raw {
+        let _ = writeln!(
+            out,
+            "| raw INSERT, {} rows per transaction | {} |",
+            r.batch,
+            per_thousand(&r.statements, r.rows)
         );
     }
 }
