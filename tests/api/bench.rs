@@ -59,3 +59,69 @@ async fn bench_smoke_runs_every_scenario_without_duplicates() {
         assert!(size > 0, "{file} was not written");
     }
 }
+
+/// The scaled shape's smoke: the same scenarios against an API process and a worker on the
+/// `CHAT_TEST_*` services (the bench uses that broker instead of starting tansu), and the
+/// worker's persist rate beside the raw INSERT baseline. Zero errors and zero duplicates; no
+/// timing is asserted.
+#[tokio::test]
+async fn bench_scaled_smoke_runs_every_scenario_without_duplicates() {
+    let Some(services) = crate::stack::services("bench_scaled_smoke") else {
+        return;
+    };
+    let out = tempfile::tempdir().expect("temporary directory");
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--shape", "scaled", "--smoke", "--out"])
+        .arg(out.path())
+        .arg("--server-bin")
+        .arg(env!("CARGO_BIN_EXE_chat-system"))
+        .args(["--mysql-url", &services.mysql])
+        .args(["--redis-url", &services.redis])
+        .args(["--kafka-brokers", &services.kafka])
+        .status()
+        .await
+        .expect("bench starts");
+    assert!(
+        status.success(),
+        "bench --shape scaled --smoke failed: {status}"
+    );
+
+    let text = std::fs::read_to_string(out.path().join("scaled.json")).expect("scaled.json");
+    let report: Value = serde_json::from_str(&text).expect("scaled.json is JSON");
+    let runs = report["runs"].as_array().expect("runs");
+    let scenarios: Vec<&str> = runs.iter().filter_map(|m| m["scenario"].as_str()).collect();
+    for wanted in [
+        "create_spread",
+        "create_hot",
+        "create_chat",
+        "read_one",
+        "list_page",
+        "search",
+        "mixed",
+    ] {
+        assert!(
+            scenarios.contains(&wanted),
+            "{wanted} missing from {scenarios:?}"
+        );
+    }
+    let persist = &report["persist"];
+    let all = std::iter::once(&report["ceiling"])
+        .chain(runs)
+        .chain(report["sweep"].as_array().expect("sweep"))
+        .chain(std::iter::once(&persist["api_create"]));
+    for m in all {
+        assert!(
+            m["ok"].as_u64().unwrap_or(0) > 0,
+            "no successful request: {m}"
+        );
+        assert_eq!(m["errors"], 0, "errors: {m}");
+        assert_eq!(m["duplicates"], 0, "duplicate numbers: {m}");
+    }
+    assert!(persist["events"].as_u64().unwrap_or(0) > 0, "{persist}");
+    assert!(!persist["raw"].as_array().expect("raw").is_empty());
+    assert!(!report["targets"].as_array().expect("targets").is_empty());
+    for file in ["scaled_tables.md", "scaled_latency.png"] {
+        let size = std::fs::metadata(out.path().join(file)).map_or(0, |m| m.len());
+        assert!(size > 0, "{file} was not written");
+    }
+}

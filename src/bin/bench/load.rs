@@ -176,6 +176,34 @@ pub async fn closed(
     collect(tasks, start).await
 }
 
+/// Exactly `total` requests, as fast as possible, on `connections` connections.
+pub async fn count(
+    addr: SocketAddr,
+    generator: Arc<Generator>,
+    connections: usize,
+    total: u64,
+) -> anyhow::Result<Outcome> {
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(connections);
+    for seed in 0..connections {
+        let generator = generator.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed as u64 ^ 0xc0de);
+            let mut conn = Conn::connect(addr).await.ok();
+            let mut outcome = Outcome::empty();
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                let req = generator.next(&mut rng);
+                let sent = Instant::now();
+                exchange(&mut conn, addr, &generator, &req, sent, &mut outcome).await;
+            }
+            outcome
+        }));
+    }
+    collect(tasks, start).await
+}
+
 /// `rate` requests per second offered for `duration`, on up to `connections` connections.
 pub async fn open(
     addr: SocketAddr,

@@ -5,17 +5,27 @@
 //! stage, drives every scenario over keep-alive HTTP/1.1, measures the raw SQLite ceiling at the
 //! batch sizes the server used, and writes `results.json`, `tables.md` and PNG plots.
 //!
+//! `--shape scaled` runs the same scenarios against the scaled shape instead (MariaDB, Redis
+//! and a Kafka-compatible broker on loopback; see `scaled.rs`), `--shape both` runs both.
+//!
 //! ```sh
 //! cargo build --release && target/release/bench            # full run, a few minutes
 //! target/release/bench --smoke --out /tmp/smoke             # seconds: checks the harness works
+//! target/release/bench --shape scaled --out bench/results/scaled
 //! ```
 
+mod cli;
 mod db;
 mod load;
+mod machine;
+mod mysql;
 mod plot;
 mod report;
+mod scaled;
+mod scaled_report;
 mod scenario;
 mod server;
+mod stack;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,58 +34,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use hyper::Method;
 
+use cli::{Cli, Command, RunArgs, Shape};
 use load::Conn;
-use report::{Machine, Measurement, Report, SqliteCeiling};
+use report::{Measurement, Report, SqliteCeiling};
 use scenario::{Generator, Kind, Ledger, Plan};
 use server::Server;
-
-#[derive(Parser)]
-#[command(about = "Load harness for chat-system: scenarios, ceilings, growth, plots")]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// The axum ceiling server (started by the harness itself).
-    #[command(hide = true)]
-    CeilingServer,
-}
-
-#[derive(Args, Clone)]
-struct RunArgs {
-    /// Tiny scale, ~0.3 s per scenario: checks the harness works (CI), measures nothing.
-    #[arg(long)]
-    smoke: bool,
-    /// Seconds per scenario.
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
-    /// Connections of the closed-loop runs.
-    #[arg(long, default_value_t = 64)]
-    connections: usize,
-    /// Stored-message stages; the full suite runs at the last one.
-    #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000, 1_000_000])]
-    stages: Vec<u64>,
-    /// Where results.json, tables.md and the plots go.
-    #[arg(long, default_value = "bench/results")]
-    out: PathBuf,
-    /// The chat-system binary (default: beside this one).
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::CeilingServer) => server::serve_ceiling().await,
-        None => run(cli.run).await,
+        None => run_shapes(cli.run).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,38 +113,6 @@ impl Bench {
     }
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
-
-/// Other compilers on the machine (it is shared): they make a run noisy.
-fn builds_running() -> Vec<String> {
-    let Ok(out) = std::process::Command::new("pgrep")
-        .args(["-a", "cargo|rustc"])
-        .output()
-    else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|line| line.chars().take(100).collect())
-        .collect()
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default()
-}
-
 async fn create_application(addr: SocketAddr) -> anyhow::Result<String> {
     let mut conn = Conn::connect(addr).await?;
     let (status, body) = conn
@@ -203,6 +144,39 @@ async fn batch_totals(addr: SocketAddr) -> anyhow::Result<(f64, f64)> {
     Ok((value("sum"), value("count")))
 }
 
+async fn run_shapes(args: RunArgs) -> anyhow::Result<()> {
+    if args.shape != Shape::Scaled {
+        run(args.clone()).await?;
+    }
+    if args.shape == Shape::Embedded {
+        return Ok(());
+    }
+    let binary = match &args.server_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("chat-system"),
+    };
+    let services = stack::Services {
+        mysql: args.mysql_url.clone(),
+        redis: args.redis_url.clone(),
+        kafka: args.kafka_brokers.clone(),
+        tansu: tansu_binary(&args.tansu),
+    };
+    scaled::run(&args, &binary, &services).await
+}
+
+/// `tansu` as given, or in cargo's bin directory when it is not on the PATH.
+fn tansu_binary(given: &Path) -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(given).is_file()));
+    if given.components().count() > 1 || on_path {
+        return given.to_owned();
+    }
+    std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cargo/bin").join(given))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| given.to_owned())
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (duration, connections, stages) = if args.smoke {
         (0.3, 4, vec![2_000, 3_000])
@@ -219,8 +193,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let scratch = std::env::temp_dir().join(format!("chat-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let log = scratch.join("server.log");
-    let mut builds = builds_running();
-    let load_before = load_average();
+    let builds = machine::builds_running();
+    let load_before = machine::load_average();
     let bench = Bench {
         duration: Duration::from_secs_f64(duration),
         connections,
@@ -344,21 +318,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         sqlite.push(SqliteCeiling { batch, rows_per_s });
     }
 
-    builds.extend(builds_running());
     let mut report = Report {
         smoke: args.smoke,
         duration_s: duration,
-        machine: Machine {
-            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu_model: cpu_model(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-            load_before,
-            load_after: load_average(),
-            builds_running: builds,
-        },
+        machine: machine::machine(load_before, builds),
         ceiling,
         sqlite,
         mean_batch,

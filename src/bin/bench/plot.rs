@@ -47,17 +47,27 @@ fn nines(q: f64) -> f64 {
 
 /// Latency by percentile for every scenario of the full suite (and the ceiling).
 pub fn latency(report: &Report, path: &Path) -> anyhow::Result<()> {
+    latency_of(
+        &report.ceiling,
+        &report.runs,
+        "Latency by percentile (closed loop unless marked open)",
+        path,
+    )
+}
+
+/// Latency by percentile of `runs` beside the ceiling's, titled `caption`.
+pub fn latency_of(
+    ceiling: &Measurement,
+    runs: &[Measurement],
+    caption: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let series: Vec<&Measurement> = std::iter::once(&report.ceiling)
-        .chain(report.runs.iter())
-        .collect();
+    let series: Vec<&Measurement> = std::iter::once(ceiling).chain(runs.iter()).collect();
     let (lo, hi) = log_range(series.iter().flat_map(|m| m.quantiles.iter().map(|q| q.1)));
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Latency by percentile (closed loop unless marked open)",
-            ("sans-serif", 22),
-        )
+        .caption(caption, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
@@ -106,21 +116,20 @@ pub fn latency(report: &Report, path: &Path) -> anyhow::Result<()> {
 
 /// Open-loop create message: achieved throughput and p99 against the offered rate.
 pub fn sweep(report: &Report, path: &Path) -> anyhow::Result<()> {
+    sweep_of(&report.sweep, path)
+}
+
+/// The same, for any open-loop series.
+pub fn sweep_of(sweep: &[Measurement], path: &Path) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (1100, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (left, right) = root.split_horizontally(550);
-    let max_offered = report
-        .sweep
+    let max_offered = sweep
         .iter()
         .filter_map(|m| m.offered)
         .fold(1.0f64, f64::max)
         * 1.05;
-    let max_done = report
-        .sweep
-        .iter()
-        .map(|m| m.throughput)
-        .fold(1.0f64, f64::max)
-        * 1.1;
+    let max_done = sweep.iter().map(|m| m.throughput).fold(1.0f64, f64::max) * 1.1;
     let top = max_offered.max(max_done);
     let mut chart = ChartBuilder::on(&left)
         .caption("Create message: throughput vs offered", ("sans-serif", 20))
@@ -138,8 +147,7 @@ pub fn sweep(report: &Report, path: &Path) -> anyhow::Result<()> {
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (top, top)], BLACK.mix(0.3)))
         .map_err(err)?;
-    let points: Vec<(f64, f64)> = report
-        .sweep
+    let points: Vec<(f64, f64)> = sweep
         .iter()
         .map(|m| (m.offered.unwrap_or(0.0), m.throughput))
         .collect();
@@ -153,7 +161,7 @@ pub fn sweep(report: &Report, path: &Path) -> anyhow::Result<()> {
                 .map(|&p| Circle::new(p, 4, COLORS[0].filled())),
         )
         .map_err(err)?;
-    let (lo, hi) = log_range(report.sweep.iter().map(|m| m.p99_ms).chain([10.0]));
+    let (lo, hi) = log_range(sweep.iter().map(|m| m.p99_ms).chain([10.0]));
     let mut chart = ChartBuilder::on(&right)
         .caption(
             "Create message: p99 vs offered (10 ms target)",
@@ -176,8 +184,7 @@ pub fn sweep(report: &Report, path: &Path) -> anyhow::Result<()> {
             COLORS[3],
         ))
         .map_err(err)?;
-    let points: Vec<(f64, f64)> = report
-        .sweep
+    let points: Vec<(f64, f64)> = sweep
         .iter()
         .map(|m| (m.offered.unwrap_or(0.0), m.p99_ms.max(lo)))
         .collect();

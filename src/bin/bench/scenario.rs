@@ -73,6 +73,7 @@ pub struct Plan {
 pub struct Ledger {
     seen: Mutex<HashSet<(u64, u64)>>,
     messages: AtomicU64,
+    chats: AtomicU64,
 }
 
 impl Ledger {
@@ -81,11 +82,19 @@ impl Ledger {
         self.messages.load(Ordering::Relaxed)
     }
 
+    /// Chats created through the API so far.
+    pub fn chats(&self) -> u64 {
+        self.chats.load(Ordering::Relaxed)
+    }
+
     /// False when the key was already there: a duplicate.
     fn insert(&self, key: (u64, u64)) -> bool {
-        if key.0 != 0 {
-            self.messages.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = if key.0 == 0 {
+            &self.chats
+        } else {
+            &self.messages
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         match self.seen.lock() {
             Ok(mut seen) => seen.insert(key),
             Err(poisoned) => poisoned.into_inner().insert(key),

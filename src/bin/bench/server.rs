@@ -30,6 +30,19 @@ impl Server {
         Self::spawn(command, "chat-system listening on http://", log).await
     }
 
+    /// `chat-system serve` on a free port with exactly the backend variables in `env` (the
+    /// scaled shape); its logs go to `log`.
+    pub async fn chat_system_with(
+        binary: &Path,
+        env: &[(String, String)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        command.args(["serve", "--port", "0", "--host", "127.0.0.1"]);
+        with_env(&mut command, env);
+        Self::spawn(command, "chat-system listening on http://", log).await
+    }
+
     /// This binary's hidden `ceiling-server` command.
     pub async fn ceiling(log: &Path) -> anyhow::Result<Self> {
         let mut command = Command::new(std::env::current_exe()?);
@@ -79,18 +92,44 @@ impl Server {
 
     /// SIGTERM (the server drains and flushes its writer), then wait for the exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(pid) = self.child.id() {
-            Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await?;
-        }
-        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await??;
-        if !status.success() {
-            bail!("the server exited with {status}");
-        }
-        Ok(())
+        terminate(&mut self.child).await
     }
+}
+
+/// Variables the parent may have set that would point a child at other backends.
+const BACKEND_VARIABLES: [&str; 9] = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "KAFKA_BROKERS",
+    "ELASTICSEARCH_URL",
+    "NAMESPACE",
+    "WORKER_INDEX",
+    "WORKER_COUNT",
+    "KAFKA_IDEMPOTENCE",
+    "KAFKA_PARTITIONS",
+];
+
+/// Clears the backend variables of `command`, then sets `env`.
+pub fn with_env(command: &mut Command, env: &[(String, String)]) {
+    for name in BACKEND_VARIABLES {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+}
+
+/// SIGTERM, then wait (a minute at most) for a successful exit.
+pub async fn terminate(child: &mut Child) -> anyhow::Result<()> {
+    if let Some(pid) = child.id() {
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await??;
+    if !status.success() {
+        bail!("the process exited with {status}");
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]

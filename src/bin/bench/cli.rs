@@ -1,0 +1,79 @@
+//! The command line of the harness.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(about = "Load harness for chat-system: scenarios, ceilings, growth, plots")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The axum ceiling server (started by the harness itself).
+    #[command(hide = true)]
+    CeilingServer,
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    /// Tiny scale, ~0.3 s per scenario: checks the harness works (CI), measures nothing.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Connections of the closed-loop runs.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Stored-message stages; the full suite runs at the last one.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000, 1_000_000])]
+    pub stages: Vec<u64>,
+    /// Where results.json, tables.md and the plots go.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// The chat-system binary (default: beside this one).
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Which deployment shape to measure.
+    #[arg(long, value_enum, default_value_t = Shape::Embedded)]
+    pub shape: Shape,
+    /// Scaled shape: the MariaDB server (a fresh database is created in it and dropped).
+    #[arg(
+        long,
+        env = "BENCH_MYSQL_URL",
+        default_value = "mysql://root@127.0.0.1:3306"
+    )]
+    pub mysql_url: String,
+    /// Scaled shape: Redis (a fresh key namespace, deleted at the end).
+    #[arg(
+        long,
+        env = "BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/11"
+    )]
+    pub redis_url: String,
+    /// Scaled shape: a Kafka-compatible broker; unset: the bench starts tansu on memory storage.
+    #[arg(long, env = "BENCH_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Scaled shape: the tansu binary started when no broker is given.
+    #[arg(long, default_value = "tansu")]
+    pub tansu: PathBuf,
+    /// Scaled shape: messages preloaded into MariaDB.
+    #[arg(long, default_value_t = 100_000)]
+    pub scaled_stored: u64,
+    /// Scaled shape: events waiting in the broker when the worker's persist rate is measured.
+    #[arg(long, default_value_t = 200_000)]
+    pub persist_events: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shape {
+    Embedded,
+    Scaled,
+    Both,
+}

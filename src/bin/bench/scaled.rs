@@ -1,0 +1,417 @@
+//! The scaled shape (`bench --shape scaled`): the embedded shape's scenarios against one API
+//! process and one worker on MariaDB, Redis and a Kafka-compatible broker on loopback, beside
+//! the axum ceiling measured in the same run; then the worker's persist rate (events waiting
+//! in the broker, one worker started) beside raw multi-row INSERTs into the same MariaDB.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::MySqlConnection;
+
+use crate::cli::RunArgs;
+use crate::load;
+use crate::mysql::{self, RawInsert};
+use crate::report::Measurement;
+use crate::scaled_report::{self, Drain, Persist, ScaledReport};
+use crate::scenario::{Generator, Kind, Ledger, Plan, HOT_CHAT};
+use crate::server::Server;
+use crate::stack::{Broker, Services, Stack};
+use crate::{machine, plot, Bench};
+
+/// Most events the worker stores in one transaction (`MAX_BATCH` of `src/worker.rs`).
+const WORKER_BATCH: usize = 2000;
+/// How long the worker may take to store what a scenario created.
+const DRAIN_WITHIN: Duration = Duration::from_secs(600);
+
+/// How big the run is.
+struct Sizes {
+    stored: u64,
+    persist: u64,
+    fractions: Vec<f64>,
+}
+
+pub async fn run(args: &RunArgs, binary: &Path, services: &Services) -> anyhow::Result<()> {
+    let (sizes, duration, connections) = if args.smoke {
+        let sizes = Sizes {
+            stored: 2_000,
+            persist: 500,
+            fractions: vec![0.5, 1.0],
+        };
+        (sizes, 0.3, 4)
+    } else {
+        let sizes = Sizes {
+            stored: args.scaled_stored,
+            persist: args.persist_events,
+            fractions: vec![0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.2],
+        };
+        (sizes, args.duration, args.connections)
+    };
+    std::fs::create_dir_all(&args.out)?;
+    plot::init_font()?;
+    let scratch = std::env::temp_dir().join(format!("chat-bench-scaled-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let builds = machine::builds_running();
+    let load_before = machine::load_average();
+    let bench = Bench {
+        duration: Duration::from_secs_f64(duration),
+        connections,
+        ledger: Arc::new(Ledger::default()),
+    };
+
+    let ceiling_server = Server::ceiling(&scratch.join("ceiling.log")).await?;
+    let dummy = Plan {
+        token: "ceiling".into(),
+        readable: 1,
+    };
+    let ceiling = bench
+        .closed(ceiling_server.addr, Kind::Ceiling, &dummy, 0)
+        .await?;
+    ceiling_server.kill().await?;
+
+    let broker = Broker::start(services, &scratch).await?;
+    let measured = match Stack::create(binary, services, &broker.brokers, &scratch).await {
+        Ok(mut stack) => {
+            let measured = measure(&mut stack, &bench, &sizes).await;
+            stack.teardown().await;
+            measured
+        }
+        Err(err) => Err(err),
+    };
+    let broker_description = broker.description.clone();
+    broker.stop().await;
+    let measured = measured.with_context(|| format!("logs in {}", scratch.display()))?;
+
+    let mut setup = vec![
+        format!(
+            "1 API process (`chat-system serve`) and 1 worker (`chat-system worker all \
+             --worker-index 0 --worker-count 1`: it takes every partition itself), release \
+             build, on the same {} cores as the load generator, MariaDB, Redis and the broker",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
+        format!("Broker: {broker_description}"),
+        format!(
+            "MariaDB at {}, a fresh database dropped at the end; Redis at {}, a fresh namespace",
+            services.mysql, services.redis
+        ),
+    ];
+    setup.extend(measured.notes);
+    let mut report = ScaledReport {
+        smoke: args.smoke,
+        duration_s: duration,
+        machine: machine::machine(load_before, builds),
+        setup,
+        mariadb: measured.mariadb,
+        ceiling,
+        stored: measured.stored,
+        search_chat_messages: measured.search_chat,
+        runs: measured.runs,
+        sweep: measured.sweep,
+        drains: measured.drains,
+        persist: measured.persist,
+        targets: Vec::new(),
+    };
+    report.targets = scaled_report::targets(&report.persist);
+    write_outputs(&report, &args.out)?;
+    scaled_report::print(&report);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+fn write_outputs(report: &ScaledReport, out: &Path) -> anyhow::Result<()> {
+    std::fs::write(
+        out.join("scaled.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    std::fs::write(
+        out.join("scaled_tables.md"),
+        scaled_report::markdown(report),
+    )?;
+    plot::latency_of(
+        &report.ceiling,
+        &report.runs,
+        "Scaled shape: latency by percentile (closed loop unless marked open)",
+        &out.join("scaled_latency.png"),
+    )?;
+    plot::sweep_of(&report.sweep, &out.join("scaled_throughput_vs_offered.png"))?;
+    eprintln!("bench: wrote the scaled results in {}", out.display());
+    Ok(())
+}
+
+struct Measured {
+    notes: Vec<String>,
+    mariadb: Vec<(String, String)>,
+    stored: u64,
+    search_chat: u64,
+    runs: Vec<Measurement>,
+    sweep: Vec<Measurement>,
+    drains: Vec<Drain>,
+    persist: Persist,
+}
+
+/// One run's scenarios against the stack: measures, then waits for the worker to catch up.
+struct Session<'a> {
+    bench: &'a Bench,
+    addr: std::net::SocketAddr,
+    plan: Plan,
+    conn: MySqlConnection,
+    preloaded: u64,
+    drains: Vec<Drain>,
+}
+
+impl Session<'_> {
+    fn stored(&self) -> u64 {
+        self.preloaded + self.bench.ledger.messages()
+    }
+
+    /// Waits until the worker stored every message and chat created so far.
+    async fn drain(&mut self, after: String) -> anyhow::Result<()> {
+        let chats = HOT_CHAT + self.bench.ledger.chats();
+        let messages = self.stored();
+        let waited = mysql::wait_stored(&mut self.conn, messages, chats, DRAIN_WITHIN).await?;
+        self.drains.push(Drain {
+            after,
+            seconds: waited.as_secs_f64(),
+        });
+        Ok(())
+    }
+
+    async fn closed(&mut self, kind: Kind) -> anyhow::Result<Measurement> {
+        let stored = self.stored();
+        let m = self
+            .bench
+            .closed(self.addr, kind, &self.plan, stored)
+            .await?;
+        if writes(kind) {
+            self.drain(kind.name().to_owned()).await?;
+        }
+        Ok(m)
+    }
+
+    async fn open(&mut self, kind: Kind, rate: f64) -> anyhow::Result<Measurement> {
+        let stored = self.stored();
+        let m = self
+            .bench
+            .open(self.addr, kind, &self.plan, rate, stored)
+            .await?;
+        if writes(kind) {
+            self.drain(format!("{} (open {rate:.0}/s)", kind.name()))
+                .await?;
+        }
+        Ok(m)
+    }
+}
+
+fn writes(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::CreateSpread | Kind::CreateHot | Kind::CreateChat | Kind::Mixed
+    )
+}
+
+async fn measure(stack: &mut Stack, bench: &Bench, sizes: &Sizes) -> anyhow::Result<Measured> {
+    stack.start_worker("worker.log")?;
+    let addr = stack.start_api().await?;
+    let token = crate::create_application(addr).await?;
+    eprintln!("bench: preloading {} messages into MariaDB", sizes.stored);
+    let filled = mysql::preload(&stack.database_url, &token, sizes.stored, 0).await?;
+    eprintln!("bench: recovering the Redis counters from the database (chat-system migrate)");
+    stack.reset_counters().await?;
+    let mut conn = mysql::connect(&stack.database_url).await?;
+    let mariadb = mysql::durability(&mut conn).await?;
+    let mut session = Session {
+        bench,
+        addr,
+        plan: Plan {
+            token: token.clone(),
+            readable: filled.readable,
+        },
+        conn,
+        preloaded: filled.stored,
+        drains: Vec::new(),
+    };
+    eprintln!("bench: API pid {:?} at {addr}", stack.api_pid());
+
+    // Warm the caches and every chat's counter before measuring.
+    let warm = Bench {
+        duration: bench.duration / 4,
+        connections: bench.connections,
+        ledger: bench.ledger.clone(),
+    };
+    warm.closed(addr, Kind::ReadOne, &session.plan, 0).await?;
+    warm.closed(addr, Kind::CreateSpread, &session.plan, 0)
+        .await?;
+    session.drain("warm-up".into()).await?;
+
+    let mut runs = vec![session.closed(Kind::CreateSpread).await?];
+    let max = runs[0].throughput;
+    for kind in [
+        Kind::ReadOne,
+        Kind::CreateHot,
+        Kind::CreateChat,
+        Kind::ListPage,
+        Kind::Search,
+    ] {
+        runs.push(session.closed(kind).await?);
+    }
+    let search_max = runs.last().map_or(1.0, |m| m.throughput);
+    runs.push(
+        session
+            .open(Kind::Search, (search_max / 2.0).max(1.0))
+            .await?,
+    );
+    runs.push(session.closed(Kind::Mixed).await?);
+    let mut sweep = Vec::new();
+    for fraction in &sizes.fractions {
+        let rate = (max * fraction).max(1.0);
+        sweep.push(session.open(Kind::CreateSpread, rate).await?);
+    }
+
+    let persist = persist(stack, &mut session, sizes.persist).await?;
+    let notes = vec![
+        format!(
+            "Preload: {} messages written directly with multi-row INSERTs ({} rows each), \
+             counts recomputed, then the Redis counters rebuilt from the database by \
+             `chat-system migrate` (the system's own recovery)",
+            filled.stored,
+            mysql::ROWS_PER_INSERT
+        ),
+        format!(
+            "Search: no Elasticsearch, so MySQL `LIKE` over the search chat's {} messages",
+            filled.search_chat
+        ),
+        "Before each scenario the bench waits until the worker stored everything created so far \
+         (the catch-up table)"
+            .to_owned(),
+    ];
+    Ok(Measured {
+        notes,
+        mariadb,
+        stored: filled.stored,
+        search_chat: filled.search_chat,
+        runs,
+        sweep,
+        drains: session.drains,
+        persist,
+    })
+}
+
+/// Stops the worker, creates `events` messages through the API (they wait in the broker),
+/// starts one worker and times it until all of them are in MariaDB; then the baselines.
+async fn persist(
+    stack: &mut Stack,
+    session: &mut Session<'_>,
+    events: u64,
+) -> anyhow::Result<Persist> {
+    stack.stop_worker().await?;
+    let before = mysql::counted(&mut session.conn).await?;
+    eprintln!("bench: {events} messages through the API, no worker running");
+    let bench = session.bench;
+    let generator = Arc::new(Generator::new(
+        Kind::CreateSpread,
+        session.plan.clone(),
+        bench.ledger.clone(),
+    ));
+    let stored = session.stored();
+    let outcome = load::count(session.addr, generator, bench.connections, events).await?;
+    let api_create = Measurement::new(
+        Kind::CreateSpread,
+        "closed",
+        bench.connections,
+        None,
+        stored,
+        &outcome,
+    );
+    let expected = before + outcome.ok;
+    eprintln!("bench: one worker stores them");
+    let log = "worker-persist.log";
+    let counters = mysql::statement_counters(&mut session.conn).await?;
+    let start = Instant::now();
+    stack.start_worker(log)?;
+    let mut first_row = None;
+    let within = DRAIN_WITHIN;
+    loop {
+        let counted = mysql::counted(&mut session.conn).await?;
+        if counted > before && first_row.is_none() {
+            first_row = Some(start.elapsed());
+        }
+        if counted >= expected {
+            break;
+        }
+        anyhow::ensure!(
+            start.elapsed() < within,
+            "the worker stored {} of {} events in {within:?}",
+            counted - before,
+            expected - before
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let statements = mysql::delta(
+        &counters,
+        &mysql::statement_counters(&mut session.conn).await?,
+    );
+    let first_row_s = first_row.map_or(seconds, |d| d.as_secs_f64());
+    // The counts agree with the rows (they are updated in the same transaction).
+    session.drain("the persist-rate run".into()).await?;
+    let (batches, mean_batch) = batches_in(&stack.worker_log(log))?;
+    stack.stop_api().await?;
+    stack.stop_worker().await?;
+
+    let mut sizes = vec![WORKER_BATCH];
+    let observed = mean_batch.round() as usize;
+    if observed > 0 && observed != WORKER_BATCH {
+        sizes.push(observed);
+    }
+    let mut raw: Vec<RawInsert> = Vec::new();
+    for (round, batch) in sizes.into_iter().enumerate() {
+        eprintln!("bench: raw multi-row INSERT, {batch} rows per transaction");
+        raw.push(
+            mysql::raw_insert(
+                &stack.database_url,
+                &session.plan.token,
+                outcome.ok,
+                batch,
+                round as u64,
+            )
+            .await?,
+        );
+    }
+    let events_per_s = outcome.ok as f64 / seconds.max(1e-9);
+    let ratio = events_per_s / raw.first().map_or(1e-9, |r| r.rows_per_s.max(1e-9));
+    Ok(Persist {
+        events: outcome.ok,
+        api_create,
+        seconds,
+        first_row_s,
+        events_per_s,
+        steady_events_per_s: outcome.ok as f64 / (seconds - first_row_s).max(1e-9),
+        batches,
+        mean_batch,
+        statements,
+        raw,
+        ratio,
+    })
+}
+
+/// The message batches a worker logged (`batch stored topic=…messages events=N`): how many,
+/// and their mean size.
+fn batches_in(log: &Path) -> anyhow::Result<(u64, f64)> {
+    let text =
+        std::fs::read_to_string(log).with_context(|| format!("cannot read {}", log.display()))?;
+    let sizes: Vec<u64> = text
+        .lines()
+        .filter(|line| line.contains("batch stored") && line.contains("messages "))
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("events=")?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .filter(|&n: &u64| n > 0)
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    Ok((
+        sizes.len() as u64,
+        total as f64 / (sizes.len().max(1)) as f64,
+    ))
+}
