@@ -1,10 +1,13 @@
 //! `Store::apply` and `sync-counts` for MySQL.
 //!
-//! A batch is one transaction: applications first, then the chats the batch names (created from
-//! their coordinates when a message arrives before its chat), then the messages as one multi-row
-//! `INSERT IGNORE` per chat (its affected-row count is exactly what the chat's count grows by),
-//! then edits in order, then the counts. Replaying a batch inserts nothing and counts nothing.
-//! A deadlock between two workers rolls the batch back; it is retried whole.
+//! A batch is one transaction: applications first, then the chats the batch names (ids from the
+//! cache of committed chats, else looked up, or created from their coordinates when a message
+//! arrives before its chat), then the messages as multi-row `INSERT IGNORE`s of up to 1 000 rows
+//! across chats, then edits in order, then every chat's count in one `UPDATE … JOIN`. When an
+//! insert reports fewer rows than it sent (a replay after a crash), the batch is rolled back and
+//! redone with one insert per chat, whose affected-row count is exactly that chat's growth:
+//! replaying a batch inserts nothing and counts nothing. A deadlock between two workers rolls
+//! the batch back; it is retried whole.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -36,8 +39,12 @@ pub(super) async fn apply(
     batch: &[Event],
 ) -> Result<Vec<Applied>, BackendError> {
     let mut attempt = 0;
+    let mut mode = Inserts::Together;
     loop {
-        match try_apply(store, batch).await {
+        match try_apply(store, batch, mode).await {
+            Ok(Some(outcomes)) => return Ok(outcomes),
+            // Some rows were already stored (a replay): counts must be told apart per chat.
+            Ok(None) => mode = Inserts::PerChat,
             Err(BackendError::Other(err)) if attempt < DEADLOCK_RETRIES && is_transient(&err) => {
                 attempt += 1;
                 tracing::warn!(
@@ -45,9 +52,19 @@ pub(super) async fn apply(
                     "write batch hit a deadlock or lock timeout, retrying"
                 );
             }
-            other => return other,
+            Err(err) => return Err(err),
         }
     }
+}
+
+/// How a batch's messages are inserted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Inserts {
+    /// Multi-row INSERTs across chats, the common case: when every row goes in, each chat grows
+    /// by its own rows. If one was already there, the batch is rolled back and redone `PerChat`.
+    Together,
+    /// One multi-row INSERT per chat: its affected-row count is the chat's growth.
+    PerChat,
 }
 
 fn is_transient(err: &anyhow::Error) -> bool {
@@ -58,7 +75,11 @@ fn is_transient(err: &anyhow::Error) -> bool {
         .is_some_and(|code| matches!(code.as_ref(), "40001" | "1213" | "1205" | "HY000"))
 }
 
-async fn try_apply(store: &MysqlStore, batch: &[Event]) -> Result<Vec<Applied>, BackendError> {
+async fn try_apply(
+    store: &MysqlStore,
+    batch: &[Event],
+    mode: Inserts,
+) -> Result<Option<Vec<Applied>>, BackendError> {
     let mut tx = store.pool.begin().await?;
     let mut outcomes: Vec<Option<Applied>> = vec![None; batch.len()];
 
@@ -113,6 +134,10 @@ async fn try_apply(store: &MysqlStore, batch: &[Event]) -> Result<Vec<Applied>, 
     let mut chats: HashMap<(&str, u64), (i64, i64)> = HashMap::new();
     let mut new_chats: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::new();
     for (&(token, number), at) in &wanted {
+        if let Some(ids) = committed_chat(store, token, number) {
+            chats.insert((token, number), ids);
+            continue;
+        }
         if let Some(ids) = existing_chat(&mut tx, token, number).await? {
             chats.insert((token, number), ids);
             continue;
@@ -169,27 +194,37 @@ async fn try_apply(store: &MysqlStore, batch: &[Event]) -> Result<Vec<Applied>, 
         }
     }
     let mut grown: HashMap<i64, (u64, DateTime<Utc>)> = HashMap::new();
-    for (chat_id, rows) in &per_chat {
+    if mode == Inserts::Together {
+        let rows: Vec<(i64, NewMessage<'_>)> = per_chat
+            .iter()
+            .flat_map(|(chat_id, rows)| rows.iter().map(|row| (*chat_id, *row)))
+            .collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::new(
-                "INSERT IGNORE INTO messages (chat_id, number, body, created_at, updated_at) ",
-            );
-            insert.push_values(chunk, |mut row, (number, body, at)| {
-                row.push_bind(chat_id)
-                    .push_bind(*number as i64)
-                    .push_bind(*body)
-                    .push_bind(naive(at))
-                    .push_bind(naive(at));
-            });
-            let done = insert.build().execute(&mut *tx).await?;
-            let latest = chunk
-                .iter()
-                .map(|(_, _, at)| **at)
-                .max()
-                .unwrap_or_default();
-            let entry = grown.entry(*chat_id).or_insert((0, latest));
-            entry.0 += done.rows_affected();
-            entry.1 = entry.1.max(latest);
+            let done = insert_messages(&mut tx, chunk).await?;
+            if done != chunk.len() as u64 {
+                return Ok(None);
+            }
+            for (chat_id, (_, _, at)) in chunk {
+                let entry = grown.entry(*chat_id).or_insert((0, **at));
+                entry.0 += 1;
+                entry.1 = entry.1.max(**at);
+            }
+        }
+    } else {
+        for (chat_id, rows) in &per_chat {
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let chunk: Vec<(i64, NewMessage<'_>)> =
+                    chunk.iter().map(|row| (*chat_id, *row)).collect();
+                let done = insert_messages(&mut tx, &chunk).await?;
+                let latest = chunk
+                    .iter()
+                    .map(|(_, (_, _, at))| **at)
+                    .max()
+                    .unwrap_or_default();
+                let entry = grown.entry(*chat_id).or_insert((0, latest));
+                entry.0 += done;
+                entry.1 = entry.1.max(latest);
+            }
         }
     }
 
@@ -229,14 +264,29 @@ async fn try_apply(store: &MysqlStore, batch: &[Event]) -> Result<Vec<Applied>, 
         }
     }
 
-    // 5. Counts: what was really inserted, once per row.
-    for (chat_id, (count, at)) in grown.iter().filter(|(_, (count, _))| *count > 0) {
-        sqlx::query("UPDATE chats SET messages_count = messages_count + ?, updated_at = GREATEST(updated_at, ?) WHERE id = ?")
-            .bind(*count as i64)
-            .bind(naive(at))
-            .bind(chat_id)
-            .execute(&mut *tx)
-            .await?;
+    // 5. Counts: what was really inserted, once per row; one statement for all the chats.
+    let grown: Vec<(i64, u64, DateTime<Utc>)> = grown
+        .into_iter()
+        .filter(|(_, (count, _))| *count > 0)
+        .map(|(id, (count, at))| (id, count, at))
+        .collect();
+    for chunk in grown.chunks(ROWS_PER_INSERT) {
+        let mut update = QueryBuilder::new("UPDATE chats c JOIN (");
+        for (i, (id, count, at)) in chunk.iter().enumerate() {
+            update.push(if i == 0 {
+                "SELECT "
+            } else {
+                " UNION ALL SELECT "
+            });
+            update.push_bind(id).push(" AS id, ");
+            update.push_bind(*count as i64).push(" AS n, ");
+            update.push_bind(naive(at)).push(" AS at");
+        }
+        update.push(
+            ") d ON d.id = c.id SET c.messages_count = c.messages_count + d.n, \
+             c.updated_at = GREATEST(c.updated_at, d.at)",
+        );
+        update.build().execute(&mut *tx).await?;
     }
     for (app_id, (count, at)) in &new_chats {
         sqlx::query("UPDATE applications SET chats_count = chats_count + ?, updated_at = GREATEST(updated_at, ?) WHERE id = ?")
@@ -247,13 +297,44 @@ async fn try_apply(store: &MysqlStore, batch: &[Event]) -> Result<Vec<Applied>, 
             .await?;
     }
     tx.commit().await?;
-    for ((_, number), (app_id, chat_id)) in chats {
+    // Only now are these ids certain to exist: a rolled-back id could be reused by another row.
+    for ((token, number), (app_id, chat_id)) in chats {
+        if !store.app_ids.contains_key(token) {
+            remember(&store.app_ids, token.to_owned(), app_id);
+        }
         remember(&store.chat_ids, (app_id, number), chat_id);
     }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(Applied::NotFound))
-        .collect())
+    Ok(Some(
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Applied::NotFound))
+            .collect(),
+    ))
+}
+
+/// The ids of a chat already committed, from the store's caches: no query on the hot path.
+fn committed_chat(store: &MysqlStore, token: &str, chat: u64) -> Option<(i64, i64)> {
+    let app_id = *store.app_ids.get(token)?;
+    let chat_id = *store.chat_ids.get(&(app_id, chat))?;
+    Some((app_id, chat_id))
+}
+
+/// One multi-row `INSERT IGNORE`; returns how many rows went in.
+async fn insert_messages(
+    tx: &mut MySqlConnection,
+    rows: &[(i64, NewMessage<'_>)],
+) -> Result<u64, BackendError> {
+    let mut insert = QueryBuilder::new(
+        "INSERT IGNORE INTO messages (chat_id, number, body, created_at, updated_at) ",
+    );
+    insert.push_values(rows, |mut row, (chat_id, (number, body, at))| {
+        row.push_bind(*chat_id)
+            .push_bind(*number as i64)
+            .push_bind(*body)
+            .push_bind(naive(at))
+            .push_bind(naive(at));
+    });
+    Ok(insert.build().execute(&mut *tx).await?.rows_affected())
 }
 
 async fn stored_application(

@@ -192,3 +192,55 @@ async fn a_message_before_its_chat_creates_the_chat_and_the_late_chat_event_chan
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_mixing_stored_and_new_messages_counts_only_the_new() {
+    for (name, store, _dir) in stores().await {
+        let token = Token::generate();
+        let app = Event::ApplicationCreated {
+            token: token.to_string(),
+            name: "mixed".into(),
+            at: domain::now(),
+        };
+        store
+            .apply(&[
+                app,
+                message(&token, 1, 1, "one"),
+                message(&token, 1, 2, "two"),
+            ])
+            .await
+            .expect("apply");
+        // After a crash a worker sees stored events again, mixed with new ones.
+        let mixed = [
+            message(&token, 1, 2, "two"),
+            message(&token, 1, 3, "three"),
+            message(&token, 2, 1, "elsewhere"),
+        ];
+        let outcomes = store.apply(&mixed).await.expect("mixed batch");
+        assert!(
+            outcomes.iter().all(|o| matches!(o, Applied::Message(_))),
+            "{name}: {outcomes:?}"
+        );
+        let count = |chat| {
+            let store = store.clone();
+            let token = token.clone();
+            async move {
+                let chat = store.chat(&token, chat).await.expect("read").expect("chat");
+                chat.messages_count
+            }
+        };
+        assert_eq!(count(1).await, 3, "{name}: chat 1");
+        assert_eq!(count(2).await, 1, "{name}: chat 2");
+        let application = store.application(&token).await.expect("read").expect("app");
+        assert_eq!(application.chats_count, 2, "{name}");
+        let bodies: Vec<String> = store
+            .messages(&token, 1, FIRST)
+            .await
+            .expect("read")
+            .expect("chat")
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        assert_eq!(bodies, ["one", "two", "three"], "{name}");
+    }
+}

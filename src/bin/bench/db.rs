@@ -15,8 +15,13 @@ use crate::scenario::{body, seeded, HOT_CHAT, SEARCH_CHAT, SPREAD};
 /// messages of a chat form one rowid range, which scoped search relies on).
 const MESSAGE_ROW: &str = "(? * 4294967296 + ?, ?, ?, ?, ?, ?)";
 
-/// The server's schema, applied as is to the ceiling's database.
-const SCHEMA: &str = include_str!("../../../migrations/sqlite/0001_init.sql");
+/// The server's schema (every migration, in order), applied as is to the ceiling's database.
+const SCHEMA: [&str; 4] = [
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_idempotency.sql"),
+    include_str!("../../../migrations/sqlite/0003_messages_clustered_by_chat.sql"),
+    include_str!("../../../migrations/sqlite/0004_search_index_apart.sql"),
+];
 /// Rows per multi-row INSERT while preloading.
 const ROWS_PER_INSERT: usize = 100;
 /// Rows per preload transaction.
@@ -187,51 +192,90 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
     })
 }
 
-/// The persistence ceiling: single-row inserts into the server's schema (FTS triggers
-/// included), `batch` per transaction, WAL and `synchronous = FULL` like the server. Rows/s.
+/// The persistence ceiling: single-row inserts into the server's schema (its triggers
+/// included), `batch` per transaction, WAL and `synchronous = FULL` like the server, through
+/// rusqlite on one thread like the server's writer. Rows/s.
 pub async fn ceiling(dir: &Path, batch: usize, duration: Duration) -> anyhow::Result<f64> {
     let path = dir.join(format!("ceiling-{batch}.db"));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    let rate = tokio::task::spawn_blocking(move || raw_inserts(&path, batch, duration)).await??;
+    Ok(rate)
+}
+
+fn raw_inserts(path: &Path, batch: usize, duration: Duration) -> anyhow::Result<f64> {
+    let remove = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    };
+    remove();
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -65536;",
+    )?;
+    for migration in SCHEMA {
+        conn.execute_batch(migration)?;
     }
-    let mut conn = open(&path, SqliteSynchronous::Full).await?;
-    sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
     let now = now_micros();
-    sqlx::query(
+    conn.execute(
         "INSERT INTO applications (token, name, created_at, updated_at) VALUES ('t', 'n', ?1, ?1)",
-    )
-    .bind(now)
-    .execute(&mut conn)
-    .await?;
-    sqlx::query(
+        [now],
+    )?;
+    conn.execute(
         "INSERT INTO chats (application_id, number, created_at, updated_at) VALUES (1, 1, ?1, ?1)",
-    )
-    .bind(now)
-    .execute(&mut conn)
-    .await?;
+        [now],
+    )?;
     let mut rng = seeded(batch as u64);
     let mut number = 0i64;
     let start = Instant::now();
     while start.elapsed() < duration {
-        let mut tx = conn.begin().await?;
-        for _ in 0..batch {
-            number += 1;
-            sqlx::query(
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
                 "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) \
                  VALUES (4294967296 + ?1, 1, ?1, ?2, ?3, ?3)",
-            )
-            .bind(number)
-            .bind(body(&mut rng))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            )?;
+            for _ in 0..batch {
+                number += 1;
+                insert.execute(rusqlite::params![number, body(&mut rng), now])?;
+            }
         }
-        tx.commit().await?;
+        tx.commit()?;
     }
     let rate = number as f64 / start.elapsed().as_secs_f64();
-    conn.close().await?;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    drop(conn);
+    remove();
     Ok(rate)
+}
+
+/// Waits until the server's background indexer has indexed every message (`fts_pending` empty).
+pub async fn wait_indexed(db: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut said = Instant::now();
+    loop {
+        let path = db.to_path_buf();
+        let pending: i64 = tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            conn.query_row("SELECT COUNT(*) FROM fts_pending", [], |row| row.get(0))
+        })
+        .await??;
+        if pending == 0 {
+            eprintln!(
+                "bench: search index complete after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if said.elapsed() > Duration::from_secs(5) {
+            eprintln!("bench: {pending} messages still to index for search");
+            said = Instant::now();
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "the search index did not catch up in 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

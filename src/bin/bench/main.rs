@@ -230,6 +230,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let filled = db::fill(&db_path, &token, stage, i as u64).await?;
         search_chat_messages = filled.search_chat;
         let server = Server::chat_system(&binary, &data, &log).await?;
+        // The preload's messages are indexed for search in the background: let that finish, so
+        // that no scenario measures the indexer's catch-up instead of itself.
+        db::wait_indexed(&db_path).await?;
         eprintln!(
             "bench: chat-system pid {:?} at {}",
             server.pid(),
