@@ -215,6 +215,12 @@ impl SqliteStore {
     }
 }
 
+/// The row ids a chat's messages can have (migration 0003: chat id in the high 32 bits, number
+/// in the low 32): first and last, inclusive.
+pub(super) fn chat_rows(chat_id: i64) -> (i64, i64) {
+    (chat_id << 32, (chat_id << 32) | 0xFFFF_FFFF)
+}
+
 pub(super) fn remember<K: std::hash::Hash + Eq, V>(cache: &DashMap<K, V>, key: K, value: V) {
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
@@ -342,14 +348,17 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let rows = self.inner.read(|conn| {
+            // A chat's messages are one row-id range (see `chat_rows`), in number order.
             conn.prepare_cached(
                 "SELECT number, body, created_at, updated_at FROM messages \
-                 WHERE chat_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3 OFFSET ?4",
+                 WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3 OFFSET ?4",
             )?
             .query_map(
                 params![
-                    chat_id,
-                    page.after as i64,
+                    chat_rows(chat_id)
+                        .0
+                        .saturating_add(page.after.min(u32::MAX.into()) as i64),
+                    chat_rows(chat_id).1,
                     i64::from(page.limit),
                     page.offset as i64
                 ],
@@ -371,11 +380,14 @@ impl Store for SqliteStore {
         let Some(chat_id) = self.inner.chat_id(token.as_str(), chat)? else {
             return Ok(None);
         };
+        let Ok(id) = super::sqlite_apply::message_row_id(chat_id, number) else {
+            return Ok(None);
+        };
         let row = self.inner.read(|conn| {
             conn.prepare_cached(
-                "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ?1 AND number = ?2",
+                "SELECT number, body, created_at, updated_at FROM messages WHERE id = ?1",
             )?
-            .query_row(params![chat_id, number as i64], message_row)
+            .query_row([id], message_row)
             .optional()
         })?;
         Ok(row.map(|row| message(chat, row)))
@@ -403,8 +415,11 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let last: i64 = self.inner.read(|conn| {
-            conn.prepare_cached("SELECT COALESCE(MAX(number), 0) FROM messages WHERE chat_id = ?1")?
-                .query_row([chat_id], |row| row.get(0))
+            let (first, last) = chat_rows(chat_id);
+            conn.prepare_cached(
+                "SELECT COALESCE(MAX(number), 0) FROM messages WHERE id BETWEEN ?1 AND ?2",
+            )?
+            .query_row([first, last], |row| row.get(0))
         })?;
         Ok(Some(last as u64))
     }
@@ -422,7 +437,8 @@ impl Store for SqliteStore {
                 let chats = conn
                     .prepare(
                         "SELECT a.token, c.number, \
-                           COALESCE((SELECT MAX(m.number) FROM messages m WHERE m.chat_id = c.id), 0) \
+                           COALESCE((SELECT MAX(m.number) FROM messages m \
+                           WHERE m.id BETWEEN c.id * 4294967296 AND c.id * 4294967296 + 4294967295), 0) \
                          FROM chats c JOIN applications a ON a.id = c.application_id",
                     )?
                     .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
@@ -468,8 +484,10 @@ impl Store for SqliteStore {
             let mut conn = inner.writer();
             let tx = conn.transaction()?;
             let chats = tx.execute(
-                "UPDATE chats SET messages_count = (SELECT COUNT(*) FROM messages m WHERE m.chat_id = chats.id) \
-                 WHERE messages_count != (SELECT COUNT(*) FROM messages m WHERE m.chat_id = chats.id)",
+                "UPDATE chats SET messages_count = (SELECT COUNT(*) FROM messages m \
+                   WHERE m.id BETWEEN chats.id * 4294967296 AND chats.id * 4294967296 + 4294967295) \
+                 WHERE messages_count != (SELECT COUNT(*) FROM messages m \
+                   WHERE m.id BETWEEN chats.id * 4294967296 AND chats.id * 4294967296 + 4294967295)",
                 [],
             )?;
             let applications = tx.execute(

@@ -1,7 +1,7 @@
 //! `Store::apply` for SQLite: one transaction per batch, idempotent, counts kept inside it.
 //!
 //! Every insert is `ON CONFLICT DO NOTHING` on the natural key (token; application and number;
-//! chat and number), so a replayed event finds its row and answers with it. Counts grow by what
+//! a message's row id, which is its chat and number), so a replayed event finds its row and answers with it. Counts grow by what
 //! was really inserted, summed per chat and per application and written once per batch. It runs
 //! on the blocking pool with the write connection (see `sqlite.rs`).
 
@@ -100,18 +100,21 @@ pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, Back
                 body,
                 at,
             } => {
-                let row = tx
-                    .prepare_cached(
-                        "UPDATE messages SET body = ?1, updated_at = ?2 \
-                         WHERE number = ?3 AND chat_id = (SELECT c.id FROM chats c \
-                           JOIN applications a ON a.id = c.application_id WHERE a.token = ?4 AND c.number = ?5) \
-                         RETURNING number, body, created_at, updated_at",
-                    )?
-                    .query_row(
-                        params![body, at.timestamp_micros(), *number as i64, token, *chat as i64],
-                        message_row,
-                    )
-                    .optional()?;
+                let chat_id = match chats_seen.get(&(token.as_str(), *chat)).copied() {
+                    Some((_, chat_id)) => Some(chat_id),
+                    None => stored_chat_id(&tx, token, *chat)?,
+                };
+                let id = chat_id.and_then(|chat_id| message_row_id(chat_id, *number).ok());
+                let row = match id {
+                    Some(id) => tx
+                        .prepare_cached(
+                            "UPDATE messages SET body = ?1, updated_at = ?2 WHERE id = ?3 \
+                             RETURNING number, body, created_at, updated_at",
+                        )?
+                        .query_row(params![body, at.timestamp_micros(), id], message_row)
+                        .optional()?,
+                    None => None,
+                };
                 row.map_or(Applied::NotFound, |row| {
                     Applied::Message(message(*chat, row))
                 })
@@ -156,6 +159,16 @@ fn stored_application(tx: &Transaction, token: &str) -> Result<Applied, BackendE
     Ok(row.map_or(Applied::NotFound, |row| {
         Applied::Application(application(row))
     }))
+}
+
+fn stored_chat_id(tx: &Transaction, token: &str, chat: u64) -> Result<Option<i64>, BackendError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT c.id FROM chats c JOIN applications a ON a.id = c.application_id \
+             WHERE a.token = ?1 AND c.number = ?2",
+        )?
+        .query_row(params![token, chat as i64], |row| row.get(0))
+        .optional()?)
 }
 
 /// Finds the chat, creating it from its coordinates when it is not stored yet (a message may
@@ -246,9 +259,7 @@ fn insert_message(
     }
     // A replay: answer with what is stored.
     let row = tx
-        .prepare_cached(
-            "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ?1 AND number = ?2",
-        )?
-        .query_row(params![chat_id, number as i64], message_row)?;
+        .prepare_cached("SELECT number, body, created_at, updated_at FROM messages WHERE id = ?1")?
+        .query_row([message_row_id(chat_id, number)?], message_row)?;
     Ok(message(chat_number, row))
 }

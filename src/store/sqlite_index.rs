@@ -5,11 +5,11 @@
 //! message's cost (BENCHMARKS.md). So the index lives in its own file, `search.db` beside the
 //! database, and a background thread keeps it:
 //!
-//! 1. a write notes the message's id in `fts_pending` (a trigger, same transaction: durable);
-//! 2. the indexer reads up to [`CHUNK`] pending messages, writes them to `search.db` in one
-//!    transaction (`INSERT OR REPLACE`: an edit replaces the old postings), commits it;
-//! 3. then forgets them in the database, each only if its body is still the one indexed (an
-//!    edit in between keeps it pending).
+//! 1. a write appends the message's id to `fts_pending` (a trigger, same transaction: durable);
+//! 2. the indexer reads up to [`CHUNK`] notes in order with the messages' current bodies, writes
+//!    them to `search.db` in one transaction (`INSERT OR REPLACE`: an edit replaces the old
+//!    postings), commits it;
+//! 3. then deletes the notes it read (by `seq`); an edit in between added a later note.
 //!
 //! A crash between 2 and 3 only indexes those messages again. Searches (`sqlite_search.rs`) read
 //! the pending messages of the chat first and the index second, so a message is found whichever
@@ -153,36 +153,35 @@ fn run(inner: &Weak<Inner>, progress: &Progress, index: &Connection, reader: &Co
 
 /// One round: index up to [`CHUNK`] pending messages, then forget them. Returns how many.
 fn index_some(inner: &Inner, index: &Connection, reader: &Connection) -> rusqlite::Result<usize> {
-    let pending: Vec<(i64, String)> = reader
+    // (seq, id, current body); no body: the message is gone, only its note is forgotten.
+    let pending: Vec<(i64, i64, Option<String>)> = reader
         .prepare_cached(
-            "SELECT p.id, m.body FROM fts_pending p JOIN messages m ON m.id = p.id LIMIT ?1",
+            "SELECT p.seq, p.id, m.body FROM fts_pending p LEFT JOIN messages m ON m.id = p.id \
+             ORDER BY p.seq LIMIT ?1",
         )?
-        .query_map([CHUNK as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map([CHUNK as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
-    if pending.is_empty() {
-        // Ids of messages that no longer exist would otherwise stay pending forever.
+    let Some(&(last, _, _)) = pending.last() else {
         return Ok(0);
-    }
+    };
     let tx = index.unchecked_transaction()?;
     {
         let mut insert =
             tx.prepare_cached("INSERT OR REPLACE INTO messages_fts (rowid, body) VALUES (?1, ?2)")?;
-        for (id, body) in &pending {
-            insert.execute(params![id, body])?;
+        for (_, id, body) in &pending {
+            if let Some(body) = body {
+                insert.execute(params![id, body])?;
+            }
         }
     }
     tx.commit()?;
-    let mut writer = inner.writer();
-    let tx = writer.transaction()?;
-    {
-        let mut forget = tx.prepare_cached(
-            "DELETE FROM fts_pending WHERE id = ?1 \
-             AND (SELECT body FROM messages WHERE id = ?1) = ?2",
-        )?;
-        for (id, body) in &pending {
-            forget.execute(params![id, body])?;
-        }
-    }
-    tx.commit()?;
+    // Notes are only appended (`seq` grows; only this thread deletes): an edit made after the
+    // read above has a later `seq` and stays, to be indexed next round.
+    inner
+        .writer()
+        .prepare_cached("DELETE FROM fts_pending WHERE seq <= ?1")?
+        .execute([last])?;
     Ok(pending.len())
 }

@@ -32,12 +32,13 @@ const FTS_QUERY: &str = "SELECT m.id, m.number, m.body, m.created_at, m.updated_
      ORDER BY f.rank, m.number";
 
 const PENDING_QUERY: &str = "SELECT m.id, m.number, m.body, m.created_at, m.updated_at \
-     FROM fts_pending p JOIN messages m ON m.id = p.id \
-     WHERE p.id BETWEEN ?1 * 4294967296 AND ?1 * 4294967296 + 4294967295 \
-     ORDER BY m.number";
+     FROM messages m WHERE m.id IN (SELECT id FROM fts_pending \
+       WHERE id BETWEEN ?1 * 4294967296 AND ?1 * 4294967296 + 4294967295) \
+     ORDER BY m.id";
 
 const CHAT_QUERY: &str = "SELECT m.id, m.number, m.body, m.created_at, m.updated_at \
-     FROM messages m WHERE m.chat_id = ?1 ORDER BY m.number";
+     FROM messages m WHERE m.id BETWEEN ?1 * 4294967296 AND ?1 * 4294967296 + 4294967295 \
+     ORDER BY m.id";
 
 /// An FTS5 expression that matches the words literally: each one a quoted string, all required.
 fn fts_expression(words: &[&String]) -> String {

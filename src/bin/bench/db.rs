@@ -95,7 +95,8 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
     let mut conn = open(db, SqliteSynchronous::Off).await?;
     let app = app_id(&mut conn, token).await?;
     let chats: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT c.id, c.number, COALESCE((SELECT MAX(number) FROM messages m WHERE m.chat_id = c.id), 0) \
+        "SELECT c.id, c.number, COALESCE((SELECT MAX(number) FROM messages m \
+         WHERE m.id BETWEEN c.id * 4294967296 AND c.id * 4294967296 + 4294967295), 0) \
          FROM chats c WHERE c.application_id = ?1 AND c.number <= ?2 ORDER BY c.number",
     )
     .bind(app)
@@ -167,7 +168,8 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
         tx.commit().await?;
     }
     sqlx::query(
-        "UPDATE chats SET messages_count = (SELECT COUNT(*) FROM messages m WHERE m.chat_id = chats.id) \
+        "UPDATE chats SET messages_count = (SELECT COUNT(*) FROM messages m \
+         WHERE m.id BETWEEN chats.id * 4294967296 AND chats.id * 4294967296 + 4294967295) \
          WHERE application_id = ?1",
     )
     .bind(app)
