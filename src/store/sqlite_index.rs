@@ -25,8 +25,11 @@ use super::sqlite::{connect, Inner};
 
 /// Most messages indexed in one transaction of `search.db`.
 const CHUNK: usize = 4096;
-/// How long the indexer sleeps when nothing is pending (a search wakes it sooner).
-const IDLE: Duration = Duration::from_millis(20);
+/// How long the indexer lets notes gather after a round that caught up (a search that needs a
+/// round wakes it at once). FTS5 writes a segment per transaction and merges segments as they
+/// pile up: a round of ~2 000 messages costs about half per message what a round of ~50 does
+/// (measured: 15.5 µs at 32 rows per transaction, 7.1 µs at 2 048).
+const GATHER: Duration = Duration::from_millis(100);
 /// Longest a search waits for the indexer before matching pending messages itself.
 const CATCH_UP: Duration = Duration::from_secs(1);
 
@@ -63,12 +66,12 @@ impl Progress {
         }
     }
 
-    /// Sleeps up to `IDLE`, or less when a search wants a round.
-    fn idle(&self) {
+    /// Sleeps up to [`GATHER`], or less when a search wants a round.
+    fn gather(&self) {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = self
             .changed
-            .wait_timeout_while(state, IDLE, |state| !state.wanted)
+            .wait_timeout_while(state, GATHER, |state| !state.wanted)
             .unwrap_or_else(PoisonError::into_inner);
     }
 
@@ -121,9 +124,25 @@ pub(super) fn start(inner: &Arc<Inner>, index: Connection, reader: Connection) {
     let inner = Arc::downgrade(inner);
     let spawned = std::thread::Builder::new()
         .name("search-indexer".into())
-        .spawn(move || run(&inner, &progress, &index, &reader));
+        .spawn(move || {
+            lower_priority();
+            run(&inner, &progress, &index, &reader);
+        });
     if let Err(err) = spawned {
         tracing::error!(error = %err, "cannot start the search indexer");
+    }
+}
+
+/// Indexing yields the CPU to requests: under a load that fills both cores the index falls
+/// behind and catches up when the load eases (a search never misses a message meanwhile; it
+/// matches what is still pending itself).
+fn lower_priority() {
+    // SAFETY: setpriority has no memory effects; on Linux, PRIO_PROCESS with a thread id sets
+    // that thread's nice value. A failure only leaves the priority as it was.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let thread = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, 10);
     }
 }
 
@@ -139,8 +158,8 @@ fn run(inner: &Weak<Inner>, progress: &Progress, index: &Connection, reader: &Co
         match result {
             Ok(done) => {
                 progress.finish(round, done < CHUNK);
-                if done == 0 {
-                    progress.idle();
+                if done < CHUNK {
+                    progress.gather();
                 }
             }
             Err(err) => {
