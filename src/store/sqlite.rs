@@ -171,6 +171,10 @@ impl SqliteStore {
             connect(&path, read_only).with_context(|| format!("cannot open the database {url}"))
         };
         let writer = open(false)?;
+        // The indexer's thread checkpoints the WAL in the background after each round
+        // (`sqlite_index.rs`); the writer's own automatic checkpoint is left as the backstop
+        // that rewinds the WAL, and then finds little left to copy.
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 4000")?;
         let (index, fresh) = sqlite_index::open_index(&path)
             .with_context(|| format!("cannot open the search index beside {url}"))?;
         if fresh {
@@ -199,7 +203,7 @@ impl SqliteStore {
             chat_ids: DashMap::new(),
             progress: Arc::default(),
         });
-        sqlite_index::start(&inner, index, open(true)?);
+        sqlite_index::start(&inner, index, open(false)?);
         Ok(Self { inner })
     }
 

@@ -155,6 +155,11 @@ fn run(inner: &Weak<Inner>, progress: &Progress, index: &Connection, reader: &Co
         let round = progress.begin();
         let result = index_some(&store, index, reader);
         drop(store);
+        // Copy the WAL back into the database here, passively (a writer is never blocked), so
+        // that the writer's own checkpoint, when the WAL reaches its limit, has little to do.
+        if let Err(err) = reader.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %err, "checkpoint failed");
+        }
         match result {
             Ok(done) => {
                 progress.finish(round, done < CHUNK);
