@@ -24,8 +24,10 @@
 //!   gathers concurrent writes into one transaction and one fsync (group commit), answering each
 //!   request after the commit.
 //! - [`store`]: where rows live. [`store::Store::apply`] is the only write path: idempotent, one
-//!   transaction per batch, counts updated in it. Embedded: SQLite in WAL mode.
-//! - [`search`]: the search port. Embedded: SQLite FTS5 with the trigram tokenizer.
+//!   transaction per batch, counts updated in it. Embedded: SQLite in WAL mode (rusqlite; point
+//!   reads on the request's thread, writes on the blocking pool).
+//! - [`search`]: the search port. Embedded: SQLite FTS5 with the trigram tokenizer, in its own
+//!   file kept by a background indexer (`store/sqlite_index.rs`), off the write path.
 //! - [`app`] builds the ports from [`config::Config`] and serves; [`cli`] is the command line.
 
 pub mod app;
