@@ -3,7 +3,7 @@
 //! A batch is one transaction: applications first, then the chats the batch names (ids from the
 //! cache of committed chats, else looked up, or created from their coordinates when a message
 //! arrives before its chat), then the messages as multi-row `INSERT IGNORE`s of up to 1 000 rows
-//! across chats, then edits in order, then every chat's count in one `UPDATE … JOIN`. When an
+//! across chats, then edits in order, then every chat's count in one `UPDATE … WHERE id IN (…)`. When an
 //! insert reports fewer rows than it sent (a replay after a crash), the batch is rolled back and
 //! redone with one insert per chat, whose affected-row count is exactly that chat's growth:
 //! replaying a batch inserts nothing and counts nothing. A deadlock between two workers rolls
@@ -49,6 +49,7 @@ pub(super) async fn apply(
                 attempt += 1;
                 tracing::warn!(
                     attempt,
+                    error = %err,
                     "write batch hit a deadlock or lock timeout, retrying"
                 );
             }
@@ -271,21 +272,25 @@ async fn try_apply(
         .map(|(id, (count, at))| (id, count, at))
         .collect();
     for chunk in grown.chunks(ROWS_PER_INSERT) {
-        let mut update = QueryBuilder::new("UPDATE chats c JOIN (");
-        for (i, (id, count, at)) in chunk.iter().enumerate() {
-            update.push(if i == 0 {
-                "SELECT "
-            } else {
-                " UNION ALL SELECT "
-            });
-            update.push_bind(id).push(" AS id, ");
-            update.push_bind(*count as i64).push(" AS n, ");
-            update.push_bind(naive(at)).push(" AS at");
+        // `WHERE id IN (…)`: found by primary key, so only these chats' rows are locked (a join
+        // could scan the table and lock rows other workers' chats live in).
+        let mut update =
+            QueryBuilder::new("UPDATE chats SET messages_count = messages_count + CASE id");
+        for (id, count, _) in chunk {
+            update.push(" WHEN ").push_bind(id);
+            update.push(" THEN ").push_bind(*count as i64);
         }
-        update.push(
-            ") d ON d.id = c.id SET c.messages_count = c.messages_count + d.n, \
-             c.updated_at = GREATEST(c.updated_at, d.at)",
-        );
+        update.push(" END, updated_at = GREATEST(updated_at, CASE id");
+        for (id, _, at) in chunk {
+            update.push(" WHEN ").push_bind(id);
+            update.push(" THEN ").push_bind(naive(at));
+        }
+        update.push(" END) WHERE id IN (");
+        let mut ids = update.separated(", ");
+        for (id, _, _) in chunk {
+            ids.push_bind(id);
+        }
+        update.push(")");
         update.build().execute(&mut *tx).await?;
     }
     for (app_id, (count, at)) in &new_chats {
