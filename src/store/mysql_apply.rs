@@ -139,7 +139,7 @@ async fn try_apply(
             chats.insert((token, number), ids);
             continue;
         }
-        if let Some(ids) = existing_chat(&mut tx, token, number).await? {
+        if let Some(ids) = existing_chat(&mut tx, token, number, false).await? {
             chats.insert((token, number), ids);
             continue;
         }
@@ -153,7 +153,10 @@ async fn try_apply(
         .bind(token)
         .execute(&mut *tx)
         .await?;
-        if let Some((app_id, chat_id)) = existing_chat(&mut tx, token, number).await? {
+        // A locking read: if another transaction (the chats topic's worker) created the chat
+        // after this one's snapshot, the insert above was ignored and a plain read would not
+        // see the row either; the messages would then be dropped as "chat not found".
+        if let Some((app_id, chat_id)) = existing_chat(&mut tx, token, number, true).await? {
             if inserted.rows_affected() == 1 {
                 let entry = new_chats.entry(app_id).or_insert((0, *at));
                 entry.0 += 1;
@@ -357,19 +360,24 @@ async fn stored_application(
     }))
 }
 
+/// The chat's (application id, chat id). `current`: a locking read (`LOCK IN SHARE MODE`),
+/// which sees the latest committed row whatever this transaction's snapshot.
 async fn existing_chat(
     tx: &mut MySqlConnection,
     token: &str,
     number: u64,
+    current: bool,
 ) -> Result<Option<(i64, i64)>, BackendError> {
-    Ok(sqlx::query_as(
-        "SELECT c.application_id, c.id FROM chats c JOIN applications a ON a.id = c.application_id \
-         WHERE a.token = ? AND c.number = ?",
-    )
-    .bind(token)
-    .bind(number as i64)
-    .fetch_optional(&mut *tx)
-    .await?)
+    const FIND: &str = "SELECT c.application_id, c.id FROM chats c \
+         JOIN applications a ON a.id = c.application_id WHERE a.token = ? AND c.number = ?";
+    const FIND_LOCKED: &str = "SELECT c.application_id, c.id FROM chats c \
+         JOIN applications a ON a.id = c.application_id WHERE a.token = ? AND c.number = ? \
+         LOCK IN SHARE MODE";
+    Ok(sqlx::query_as(if current { FIND_LOCKED } else { FIND })
+        .bind(token)
+        .bind(number as i64)
+        .fetch_optional(&mut *tx)
+        .await?)
 }
 
 /// Recomputes the counts in chunks of rows. Each chunk locks its parent rows first, then counts

@@ -244,3 +244,65 @@ async fn a_batch_mixing_stored_and_new_messages_counts_only_the_new() {
         assert_eq!(bodies, ["one", "two", "three"], "{name}");
     }
 }
+
+/// The chats topic's worker and the messages topic's worker may create the same chat at once:
+/// a message whose chat another transaction inserts (uncommitted) while the message's batch
+/// runs must still be stored, not dropped as "chat not found".
+#[tokio::test]
+async fn a_message_whose_chat_another_worker_is_creating_is_stored() {
+    let Some(server) = std::env::var("CHAT_TEST_MYSQL_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CHAT_TEST_MYSQL_URL must be set when CI=true"
+        );
+        eprintln!("skipped a_message_whose_chat_another_worker_is_creating_is_stored: CHAT_TEST_MYSQL_URL is not set");
+        return;
+    };
+    let server = server.trim_end_matches('/');
+    let database = format!("chat_store_{:x}", rand::random::<u64>());
+    let mut admin = sqlx::MySqlConnection::connect(server)
+        .await
+        .expect("MySQL reachable");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .expect("create");
+    let url = format!("{server}/{database}");
+    let store = Arc::new(MysqlStore::open(&url).await.expect("mysql opens"));
+    let token = Token::generate();
+    let app = Event::ApplicationCreated {
+        token: token.to_string(),
+        name: "race".into(),
+        at: domain::now(),
+    };
+    store.apply(&[app]).await.expect("application");
+
+    // The other worker: its chat row inserted, not yet committed.
+    let mut other = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+    let mut creating = other.begin().await.expect("begin");
+    sqlx::query(
+        "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) \
+         SELECT id, 1, 0, NOW(6), NOW(6) FROM applications WHERE token = ?",
+    )
+    .bind(token.as_str())
+    .execute(&mut *creating)
+    .await
+    .expect("insert the chat");
+    let storing = {
+        let (store, event) = (store.clone(), message(&token, 1, 1, "first"));
+        tokio::spawn(async move { store.apply(&[event]).await })
+    };
+    // Let the batch take its snapshot and wait on the chat's key, then commit the chat.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    creating.commit().await.expect("commit the chat");
+    let outcomes = storing.await.expect("task").expect("apply");
+    assert!(
+        matches!(outcomes.as_slice(), [Applied::Message(_)]),
+        "{outcomes:?}"
+    );
+    let stored = store.message(&token, 1, 1).await.expect("read");
+    assert_eq!(stored.map(|m| m.body), Some("first".to_owned()));
+}
