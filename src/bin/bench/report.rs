@@ -119,7 +119,8 @@ impl Report {
     }
 }
 
-fn row(out: &mut String, m: &Measurement, ceiling: f64) {
+/// One scenario's line of a table under [`HEADER`].
+pub fn row(out: &mut String, m: &Measurement, ceiling: f64) {
     let _ = writeln!(
         out,
         "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
@@ -128,7 +129,7 @@ fn row(out: &mut String, m: &Measurement, ceiling: f64) {
         m.offered
             .map_or("closed".to_owned(), |o| format!("{o:.0}/s")),
         m.throughput,
-        m.throughput / ceiling,
+        m.throughput / ceiling.max(1e-9),
         m.p50_ms,
         m.p90_ms,
         m.p99_ms,
@@ -138,26 +139,29 @@ fn row(out: &mut String, m: &Measurement, ceiling: f64) {
     );
 }
 
-const HEADER: &str = "| scenario | stored | offered | req/s | × ceiling | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | duplicates |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+pub const HEADER: &str = "| scenario | stored | offered | req/s | × ceiling | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | duplicates |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+
+/// A heading, then the targets with what was measured and whether each was met.
+pub fn targets_table(out: &mut String, heading: &str, targets: &[Target]) {
+    let _ = writeln!(
+        out,
+        "{heading}\n\n| target | wanted | measured | met |\n| --- | --- | --- | --- |"
+    );
+    for t in targets {
+        let met = if t.met { "yes" } else { "**no**" };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {met} |",
+            t.name, t.wanted, t.measured
+        );
+    }
+}
 
 /// The tables of BENCHMARKS.md, generated so that no figure is copied by hand.
 pub fn markdown(report: &Report) -> String {
     let ceiling = report.ceiling.throughput;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "### Targets\n\n| target | wanted | measured | met |\n| --- | --- | --- | --- |"
-    );
-    for t in &report.targets {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            t.name,
-            t.wanted,
-            t.measured,
-            if t.met { "yes" } else { "**no**" }
-        );
-    }
+    targets_table(&mut out, "### Targets", &report.targets);
     let _ = writeln!(out, "\n### Ceilings (same run, same machine)\n");
     out.push_str(HEADER);
     row(&mut out, &report.ceiling, ceiling);

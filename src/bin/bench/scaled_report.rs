@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::mysql::RawInsert;
-use crate::report::{Machine, Measurement, Target};
+use crate::report::{row, targets_table, Machine, Measurement, Target, HEADER};
 
 /// The worker's persist rate: N events waiting in the broker, one worker started.
 #[derive(Serialize)]
@@ -72,27 +72,6 @@ pub fn targets(persist: &Persist) -> Vec<Target> {
     }]
 }
 
-const HEADER: &str = "| scenario | stored | offered | req/s | × ceiling | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | duplicates |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
-
-fn row(out: &mut String, m: &Measurement, ceiling: f64) {
-    let _ = writeln!(
-        out,
-        "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
-        m.name,
-        m.stored,
-        m.offered
-            .map_or("closed".to_owned(), |o| format!("{o:.0}/s")),
-        m.throughput,
-        m.throughput / ceiling.max(1e-9),
-        m.p50_ms,
-        m.p90_ms,
-        m.p99_ms,
-        m.p999_ms,
-        m.errors,
-        m.duplicates,
-    );
-}
-
 /// The scaled tables of BENCHMARKS.md, generated.
 pub fn markdown(report: &ScaledReport) -> String {
     let ceiling = report.ceiling.throughput;
@@ -112,18 +91,7 @@ pub fn markdown(report: &ScaledReport) -> String {
         "- Load average {} before, {} after.",
         report.machine.load_before, report.machine.load_after
     );
-    let _ = writeln!(
-        out,
-        "\n### Scaled shape: targets\n\n| target | wanted | measured | met |\n| --- | --- | --- | --- |"
-    );
-    for t in &report.targets {
-        let met = if t.met { "yes" } else { "**no**" };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {met} |",
-            t.name, t.wanted, t.measured
-        );
-    }
+    targets_table(&mut out, "\n### Scaled shape: targets", &report.targets);
     let _ = writeln!(
         out,
         "\n### Scaled shape: scenarios ({} messages stored, search chat holds {})\n",
