@@ -9,37 +9,40 @@ use chat_system::events::{Applied, Event};
 use chat_system::store::{MysqlStore, SqliteStore, Store};
 use sqlx::Connection;
 
+/// A fresh MySQL database on `CHAT_TEST_MYSQL_URL`, as a URL; `None` (after saying `skipped`)
+/// when the variable is not set. Under `CI=true` a missing server fails the test instead.
+async fn mysql_database(what: &str) -> Option<String> {
+    let Some(server) = std::env::var("CHAT_TEST_MYSQL_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CHAT_TEST_MYSQL_URL must be set when CI=true"
+        );
+        eprintln!("skipped {what}: CHAT_TEST_MYSQL_URL is not set");
+        return None;
+    };
+    let server = server.trim_end_matches('/');
+    let database = format!("chat_store_{:x}", rand::random::<u64>());
+    let mut admin = sqlx::MySqlConnection::connect(server)
+        .await
+        .expect("MySQL reachable");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .expect("create");
+    Some(format!("{server}/{database}"))
+}
+
 async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}", dir.path().join("chat.db").display());
     let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("sqlite opens"));
     let mut stores = vec![("sqlite", sqlite, Some(dir))];
-    match std::env::var("CHAT_TEST_MYSQL_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        Some(server) => {
-            let server = server.trim_end_matches('/');
-            let database = format!("chat_store_{:x}", rand::random::<u64>());
-            let mut admin = sqlx::MySqlConnection::connect(server)
-                .await
-                .expect("MySQL reachable");
-            sqlx::query(&format!("CREATE DATABASE {database}"))
-                .execute(&mut admin)
-                .await
-                .expect("create");
-            let mysql = MysqlStore::open(&format!("{server}/{database}"))
-                .await
-                .expect("mysql opens");
-            stores.push(("mysql", Arc::new(mysql), None));
-        }
-        None => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CHAT_TEST_MYSQL_URL must be set when CI=true"
-            );
-            eprintln!("skipped the MySQL store contract: CHAT_TEST_MYSQL_URL is not set");
-        }
+    if let Some(url) = mysql_database("the MySQL store contract").await {
+        let mysql = MysqlStore::open(&url).await.expect("mysql opens");
+        stores.push(("mysql", Arc::new(mysql), None));
     }
     stores
 }
@@ -250,27 +253,11 @@ async fn a_batch_mixing_stored_and_new_messages_counts_only_the_new() {
 /// runs must still be stored, not dropped as "chat not found".
 #[tokio::test]
 async fn a_message_whose_chat_another_worker_is_creating_is_stored() {
-    let Some(server) = std::env::var("CHAT_TEST_MYSQL_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
+    let Some(url) =
+        mysql_database("a_message_whose_chat_another_worker_is_creating_is_stored").await
     else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CHAT_TEST_MYSQL_URL must be set when CI=true"
-        );
-        eprintln!("skipped a_message_whose_chat_another_worker_is_creating_is_stored: CHAT_TEST_MYSQL_URL is not set");
         return;
     };
-    let server = server.trim_end_matches('/');
-    let database = format!("chat_store_{:x}", rand::random::<u64>());
-    let mut admin = sqlx::MySqlConnection::connect(server)
-        .await
-        .expect("MySQL reachable");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .expect("create");
-    let url = format!("{server}/{database}");
     let store = Arc::new(MysqlStore::open(&url).await.expect("mysql opens"));
     let token = Token::generate();
     let app = Event::ApplicationCreated {
