@@ -4,6 +4,7 @@
 //! idempotent (replaying a batch changes nothing), counts updated inside it. Reads answer
 //! `Ok(None)` when the parent named in the request does not exist, so handlers can say 404.
 
+mod ids;
 mod mysql;
 mod mysql_apply;
 mod mysql_search;

@@ -9,10 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
-use dashmap::DashMap;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
-use super::sqlite::remember;
+use super::ids::IdCache;
 use super::{Store, SyncReport};
 use crate::domain::{self, Application, Chat, Message, Page, Token};
 use crate::error::BackendError;
@@ -21,8 +20,7 @@ use crate::idempotency::{StoredResponse, RETENTION};
 
 pub struct MysqlStore {
     pub(super) pool: MySqlPool,
-    pub(super) app_ids: DashMap<String, i64>,
-    pub(super) chat_ids: DashMap<(i64, u64), i64>,
+    pub(super) ids: IdCache,
 }
 
 pub(super) type ApplicationRow = (String, String, i64, NaiveDateTime, NaiveDateTime);
@@ -90,21 +88,20 @@ impl MysqlStore {
             .context("cannot apply the MySQL migrations")?;
         Ok(Self {
             pool,
-            app_ids: DashMap::new(),
-            chat_ids: DashMap::new(),
+            ids: IdCache::default(),
         })
     }
 
     pub(super) async fn app_id(&self, token: &Token) -> Result<Option<i64>, BackendError> {
-        if let Some(id) = self.app_ids.get(token.as_str()) {
-            return Ok(Some(*id));
+        if let Some(id) = self.ids.app(token.as_str()) {
+            return Ok(Some(id));
         }
         let id: Option<i64> = sqlx::query_scalar("SELECT id FROM applications WHERE token = ?")
             .bind(token.as_str())
             .fetch_optional(&self.pool)
             .await?;
         if let Some(id) = id {
-            remember(&self.app_ids, token.as_str().to_owned(), id);
+            self.ids.remember_app(token.as_str(), id);
         }
         Ok(id)
     }
@@ -117,8 +114,8 @@ impl MysqlStore {
         let Some(app_id) = self.app_id(token).await? else {
             return Ok(None);
         };
-        if let Some(id) = self.chat_ids.get(&(app_id, number)) {
-            return Ok(Some(*id));
+        if let Some(id) = self.ids.chat(app_id, number) {
+            return Ok(Some(id));
         }
         let id: Option<i64> =
             sqlx::query_scalar("SELECT id FROM chats WHERE application_id = ? AND number = ?")
@@ -127,7 +124,7 @@ impl MysqlStore {
                 .fetch_optional(&self.pool)
                 .await?;
         if let Some(id) = id {
-            remember(&self.chat_ids, (app_id, number), id);
+            self.ids.remember_chat(app_id, number, id);
         }
         Ok(id)
     }

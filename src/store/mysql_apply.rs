@@ -15,7 +15,6 @@ use chrono::{DateTime, Utc};
 use sqlx::{MySqlConnection, MySqlPool, QueryBuilder};
 
 use super::mysql::{application, message, MessageRow, MysqlStore};
-use super::sqlite::remember;
 use super::SyncReport;
 use crate::domain::{Chat, Message};
 use crate::error::BackendError;
@@ -135,7 +134,7 @@ async fn try_apply(
     let mut chats: HashMap<(&str, u64), (i64, i64)> = HashMap::new();
     let mut new_chats: HashMap<i64, (i64, DateTime<Utc>)> = HashMap::new();
     for (&(token, number), at) in &wanted {
-        if let Some(ids) = committed_chat(store, token, number) {
+        if let Some(ids) = store.ids.committed_chat(token, number) {
             chats.insert((token, number), ids);
             continue;
         }
@@ -307,10 +306,8 @@ async fn try_apply(
     tx.commit().await?;
     // Only now are these ids certain to exist: a rolled-back id could be reused by another row.
     for ((token, number), (app_id, chat_id)) in chats {
-        if !store.app_ids.contains_key(token) {
-            remember(&store.app_ids, token.to_owned(), app_id);
-        }
-        remember(&store.chat_ids, (app_id, number), chat_id);
+        store.ids.remember_app(token, app_id);
+        store.ids.remember_chat(app_id, number, chat_id);
     }
     Ok(Some(
         outcomes
@@ -318,13 +315,6 @@ async fn try_apply(
             .map(|o| o.unwrap_or(Applied::NotFound))
             .collect(),
     ))
-}
-
-/// The ids of a chat already committed, from the store's caches: no query on the hot path.
-fn committed_chat(store: &MysqlStore, token: &str, chat: u64) -> Option<(i64, i64)> {
-    let app_id = *store.app_ids.get(token)?;
-    let chat_id = *store.chat_ids.get(&(app_id, chat))?;
-    Some((app_id, chat_id))
 }
 
 /// One multi-row `INSERT IGNORE`; returns how many rows went in.

@@ -22,19 +22,17 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use dashmap::DashMap;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection as _};
 
+use super::ids::IdCache;
 use super::{sqlite_index, Store, SyncReport};
 use crate::domain::{self, Application, Chat, Message, Page, Token};
 use crate::error::BackendError;
 use crate::events::{Applied, Event};
 use crate::idempotency::{StoredResponse, RETENTION};
 
-/// Cached ids beyond this many are dropped (the caches only save look-ups).
-const CACHE_LIMIT: usize = 1_000_000;
 /// Read connections: more than the runtime's threads, so a reader rarely waits for one.
 const READERS: usize = 8;
 
@@ -52,10 +50,7 @@ pub(super) struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    /// token -> applications.id; tokens are never deleted, so entries never go stale.
-    pub(super) app_ids: DashMap<String, i64>,
-    /// (applications.id, chat number) -> chats.id; only committed rows are cached.
-    pub(super) chat_ids: DashMap<(i64, u64), i64>,
+    pub(super) ids: IdCache,
     /// The search indexer's rounds (`sqlite_index.rs`).
     pub(super) progress: Arc<sqlite_index::Progress>,
 }
@@ -111,8 +106,8 @@ impl Inner {
     }
 
     pub(super) fn app_id(&self, token: &str) -> Result<Option<i64>, BackendError> {
-        if let Some(id) = self.app_ids.get(token) {
-            return Ok(Some(*id));
+        if let Some(id) = self.ids.app(token) {
+            return Ok(Some(id));
         }
         let id = self.read(|conn| {
             conn.prepare_cached("SELECT id FROM applications WHERE token = ?1")?
@@ -120,7 +115,7 @@ impl Inner {
                 .optional()
         })?;
         if let Some(id) = id {
-            remember(&self.app_ids, token.to_owned(), id);
+            self.ids.remember_app(token, id);
         }
         Ok(id)
     }
@@ -129,8 +124,8 @@ impl Inner {
         let Some(app_id) = self.app_id(token)? else {
             return Ok(None);
         };
-        if let Some(id) = self.chat_ids.get(&(app_id, number)) {
-            return Ok(Some(*id));
+        if let Some(id) = self.ids.chat(app_id, number) {
+            return Ok(Some(id));
         }
         let id = self.read(|conn| {
             conn.prepare_cached("SELECT id FROM chats WHERE application_id = ?1 AND number = ?2")?
@@ -138,7 +133,7 @@ impl Inner {
                 .optional()
         })?;
         if let Some(id) = id {
-            remember(&self.chat_ids, (app_id, number), id);
+            self.ids.remember_chat(app_id, number, id);
         }
         Ok(id)
     }
@@ -178,10 +173,7 @@ impl SqliteStore {
         let (index, fresh) = sqlite_index::open_index(&path)
             .with_context(|| format!("cannot open the search index beside {url}"))?;
         if fresh {
-            writer.execute(
-                "INSERT OR IGNORE INTO fts_pending (id) SELECT id FROM messages",
-                [],
-            )?;
+            writer.execute("INSERT INTO fts_pending (id) SELECT id FROM messages", [])?;
         }
         let index_path = sqlite_index::index_path(&path);
         let reader = || -> anyhow::Result<Connection> {
@@ -199,8 +191,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
-            app_ids: DashMap::new(),
-            chat_ids: DashMap::new(),
+            ids: IdCache::default(),
             progress: Arc::default(),
         });
         sqlite_index::start(&inner, index, open(false)?);
@@ -223,13 +214,6 @@ impl SqliteStore {
 /// in the low 32): first and last, inclusive.
 pub(super) fn chat_rows(chat_id: i64) -> (i64, i64) {
     (chat_id << 32, (chat_id << 32) | 0xFFFF_FFFF)
-}
-
-pub(super) fn remember<K: std::hash::Hash + Eq, V>(cache: &DashMap<K, V>, key: K, value: V) {
-    if cache.len() >= CACHE_LIMIT {
-        cache.clear();
-    }
-    cache.insert(key, value);
 }
 
 pub(super) fn time(micros: i64) -> DateTime<Utc> {

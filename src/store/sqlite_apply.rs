@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::sqlite::{application, application_row, chat, message, message_row, remember, Inner};
+use super::sqlite::{application, application_row, chat, message, message_row, Inner};
 use crate::domain::{Chat, Message};
 use crate::error::BackendError;
 use crate::events::{Applied, Event};
@@ -77,7 +77,7 @@ pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, Back
                 let ids = match chats_seen
                     .get(&key)
                     .copied()
-                    .or_else(|| committed_chat(inner, token, *chat))
+                    .or_else(|| inner.ids.committed_chat(token, *chat))
                 {
                     Some(ids) => Some(ids),
                     None => ensure_chat(&tx, &mut deltas, token, *chat, *at)?
@@ -137,16 +137,9 @@ pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, Back
     tx.commit()?;
     // Only now are these ids certain to exist: a rolled-back id could be reused by another row.
     for ((_, number), (app_id, chat_id)) in chats_seen {
-        remember(&inner.chat_ids, (app_id, number), chat_id);
+        inner.ids.remember_chat(app_id, number, chat_id);
     }
     Ok(outcomes)
-}
-
-/// The ids of a chat already committed, from the store's caches: no query on the hot path.
-fn committed_chat(inner: &Inner, token: &str, chat: u64) -> Option<(i64, i64)> {
-    let app_id = *inner.app_ids.get(token)?;
-    let chat_id = *inner.chat_ids.get(&(app_id, chat))?;
-    Some((app_id, chat_id))
 }
 
 fn stored_application(tx: &Transaction, token: &str) -> Result<Applied, BackendError> {
