@@ -1,11 +1,26 @@
 //! What each request does, in terms of the ports. Handlers parse and render; this decides.
+//!
+//! [`Service`] holds the ports (store, sequencer, event sink, search) and nothing else: it never
+//! names a backend type, so the same use cases run in both shapes.
+
+use std::sync::Arc;
 
 use anyhow::anyhow;
 
-use crate::app::App;
 use crate::domain::{self, Application, Body, Chat, Message, Name, Page, SearchTerms, Token};
 use crate::error::ApiError;
-use crate::events::{Applied, Event};
+use crate::events::{Applied, Event, EventSink};
+use crate::search::Search;
+use crate::sequencer::Sequencer;
+use crate::store::Store;
+
+/// The ports every request is served with.
+pub struct Service {
+    pub store: Arc<dyn Store>,
+    pub sequencer: Arc<dyn Sequencer>,
+    pub sink: Arc<dyn EventSink>,
+    pub search: Arc<dyn Search>,
+}
 
 fn application_not_found() -> ApiError {
     ApiError::not_found("application not found")
@@ -23,7 +38,7 @@ fn unexpected(applied: Applied) -> ApiError {
     ApiError::Internal(anyhow!("unexpected outcome from the store: {applied:?}"))
 }
 
-impl App {
+impl Service {
     pub async fn create_application(&self, name: Name) -> Result<Application, ApiError> {
         let event = Event::ApplicationCreated {
             token: Token::generate().to_string(),
@@ -177,5 +192,15 @@ impl App {
             .search(token, chat, terms, page)
             .await?
             .ok_or_else(chat_not_found)
+    }
+
+    /// Whether every backend answers.
+    pub async fn ready(&self) -> bool {
+        self.store.ping().await.is_ok() && self.sequencer.ready().await && self.search.ready().await
+    }
+
+    /// Stops accepting writes and returns once every accepted one is durable.
+    pub async fn flush_and_stop(&self) {
+        self.sink.flush_and_stop().await;
     }
 }

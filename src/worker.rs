@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::error::BackendError;
 use crate::events::kafka::{client_config, Topics};
 use crate::events::{Applied, Event};
-use crate::search::elasticsearch::{Elasticsearch, IndexOp};
+use crate::search::{IndexOp, Indexer};
 use crate::store::Store;
 
 /// Most events applied in one transaction.
@@ -30,7 +30,7 @@ pub struct Worker {
     store: Arc<dyn Store>,
     topic: String,
     /// Where stored messages are indexed for search, when a search engine is configured.
-    engine: Option<Arc<Elasticsearch>>,
+    engine: Option<Arc<dyn Indexer>>,
     /// Whether the index (with its mapping) is known to exist: checked before the first bulk,
     /// since a bulk into a missing index would create it with a guessed mapping.
     index_ready: AtomicBool,
@@ -99,7 +99,7 @@ impl Worker {
     }
 
     /// Indexes the messages of every stored batch in `engine` before committing its offsets.
-    pub fn indexing(mut self, engine: Option<Arc<Elasticsearch>>) -> Self {
+    pub fn indexing(mut self, engine: Option<Arc<dyn Indexer>>) -> Self {
         self.engine = engine;
         self
     }

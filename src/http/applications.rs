@@ -9,9 +9,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::extract::{token, ApiPath, JsonObject};
-use crate::app::App;
 use crate::domain::{Application, Name};
 use crate::error::{ApiError, ErrorBody};
+use crate::service::Service;
 
 /// `{"name": …}`, or wrapped as `{"application": {"name": …}}`. Unknown fields are ignored.
 #[derive(Deserialize, ToSchema)]
@@ -30,13 +30,13 @@ pub struct ApplicationInput {
         (status = 422, description = "invalid name", body = ErrorBody),
     ))]
 pub async fn create(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<Application>), ApiError> {
     let name = Name::parse(body.string("application", "name")?)?;
     Ok((
         StatusCode::CREATED,
-        Json(app.create_application(name).await?),
+        Json(service.create_application(name).await?),
     ))
 }
 
@@ -47,10 +47,10 @@ pub async fn create(
         (status = 404, body = ErrorBody),
     ))]
 pub async fn show(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Application>, ApiError> {
-    Ok(Json(app.application(&token(&raw)?).await?))
+    Ok(Json(service.application(&token(&raw)?).await?))
 }
 
 #[utoipa::path(put, path = "/applications/{token}", tag = "applications",
@@ -64,11 +64,11 @@ pub async fn show(
         (status = 422, body = ErrorBody),
     ))]
 pub async fn update(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     ApiPath(raw): ApiPath<String>,
     body: JsonObject,
 ) -> Result<Json<Application>, ApiError> {
     let token = token(&raw)?;
     let name = Name::parse(body.string("application", "name")?)?;
-    Ok(Json(app.rename_application(&token, name).await?))
+    Ok(Json(service.rename_application(&token, name).await?))
 }

@@ -8,9 +8,9 @@ use axum::response::Response;
 use axum::Json;
 
 use super::extract::{number, token, ApiPath, ApiQuery, JsonObject, Pagination};
-use crate::app::App;
 use crate::domain::Chat;
 use crate::error::{ApiError, ErrorBody};
+use crate::service::Service;
 
 #[utoipa::path(post, path = "/applications/{token}/chats", tag = "chats",
     description = "Creates the application's next chat. The body may be empty or `{}`.",
@@ -21,13 +21,13 @@ use crate::error::{ApiError, ErrorBody};
         (status = 404, body = ErrorBody),
     ))]
 pub async fn create(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     ApiPath(raw): ApiPath<String>,
     _body: JsonObject,
 ) -> Result<(StatusCode, Json<Chat>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(app.create_chat(&token(&raw)?).await?),
+        Json(service.create_chat(&token(&raw)?).await?),
     ))
 }
 
@@ -45,13 +45,13 @@ pub async fn create(
         (status = 404, body = ErrorBody),
     ))]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     OriginalUri(uri): OriginalUri,
     ApiPath(raw): ApiPath<String>,
     query: ApiQuery,
 ) -> Result<Response, ApiError> {
     let pagination = Pagination::from_query(&query)?;
-    let chats = app.chats(&token(&raw)?, pagination.page()).await?;
+    let chats = service.chats(&token(&raw)?, pagination.page()).await?;
     Ok(pagination.respond(chats, uri.path(), &query, |chat| chat.number, true))
 }
 
@@ -62,8 +62,10 @@ pub async fn list(
         (status = 404, body = ErrorBody),
     ))]
 pub async fn show(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     ApiPath((raw, chat)): ApiPath<(String, String)>,
 ) -> Result<Json<Chat>, ApiError> {
-    Ok(Json(app.chat(&token(&raw)?, number(&chat, "chat")?).await?))
+    Ok(Json(
+        service.chat(&token(&raw)?, number(&chat, "chat")?).await?,
+    ))
 }

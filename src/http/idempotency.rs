@@ -10,9 +10,9 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::App;
+use super::path::application_token;
 use crate::error::ApiError;
-use crate::idempotency::{Claim, StoredResponse};
+use crate::idempotency::{Claim, Idempotency, StoredResponse};
 
 const HEADER: &str = "idempotency-key";
 const REPLAYED: &str = "idempotent-replayed";
@@ -21,16 +21,16 @@ const KEY_MAX: usize = 255;
 /// Largest response kept for replay (a message is at most 64 KiB of body).
 const STORED_MAX: usize = 1024 * 1024;
 
-/// The application token in `/applications/{token}/…` (with or without `/api/v1`).
+/// Keys are scoped to the application, or to `POST /applications` for creations.
 fn scope(path: &str) -> &str {
-    let path = path.strip_prefix("/api/v1").unwrap_or(path);
-    match path.strip_prefix("/applications/") {
-        Some(rest) => rest.split('/').next().unwrap_or("applications"),
-        None => "applications",
-    }
+    application_token(path).unwrap_or("applications")
 }
 
-pub async fn idempotent(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+pub async fn idempotent(
+    State(idempotency): State<Arc<dyn Idempotency>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let writes = matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH
@@ -54,7 +54,7 @@ pub async fn idempotent(State(app): State<Arc<App>>, request: Request, next: Nex
         path.strip_prefix("/api/v1").unwrap_or(path)
     );
     let key = format!("{}:{key}", scope(path));
-    match app.idempotency.claim(&key).await {
+    match idempotency.claim(&key).await {
         Err(err) => ApiError::from(err).into_response(),
         Ok(Claim::Replay(stored)) if stored.request != fingerprint => {
             ApiError::validation("this Idempotency-Key was used for another request")
@@ -64,12 +64,12 @@ pub async fn idempotent(State(app): State<Arc<App>>, request: Request, next: Nex
         Ok(Claim::Owned) => {
             let response = next.run(request).await;
             if !response.status().is_success() {
-                app.idempotency.release(&key).await;
+                idempotency.release(&key).await;
                 return response;
             }
             let (parts, body) = response.into_parts();
             let Ok(bytes) = axum::body::to_bytes(body, STORED_MAX).await else {
-                app.idempotency.release(&key).await;
+                idempotency.release(&key).await;
                 return ApiError::Internal(anyhow::anyhow!("response too large to keep"))
                     .into_response();
             };
@@ -78,7 +78,7 @@ pub async fn idempotent(State(app): State<Arc<App>>, request: Request, next: Nex
                 status: parts.status.as_u16(),
                 body: String::from_utf8_lossy(&bytes).into_owned(),
             };
-            if let Err(err) = app.idempotency.complete(&key, &stored).await {
+            if let Err(err) = idempotency.complete(&key, &stored).await {
                 // The write itself succeeded: answer it, and say that a retry may not replay.
                 tracing::warn!(error = %err, "could not keep the idempotent response");
             }

@@ -14,7 +14,7 @@ use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::listener::ClientAddr;
-use crate::app::App;
+use super::path::application_token;
 use crate::error::ApiError;
 
 /// The limits of one server, built from the configuration.
@@ -63,17 +63,7 @@ fn too_many(wait: Duration) -> Response {
     response
 }
 
-/// The application token in `/applications/{token}/…`.
-fn token(path: &str) -> Option<&str> {
-    let path = path.strip_prefix("/api/v1").unwrap_or(path);
-    path.strip_prefix("/applications/")?
-        .split('/')
-        .next()
-        .filter(|t| !t.is_empty())
-}
-
-pub async fn limit(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let limits = &app.limits;
+pub async fn limit(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
     if let Some(limiter) = &limits.per_client {
         let client = request
             .extensions()
@@ -87,7 +77,7 @@ pub async fn limit(State(app): State<Arc<App>>, request: Request, next: Next) ->
     }
     if let Some(limiter) = &limits.per_token {
         if let Some(Err(not_until)) =
-            token(request.uri().path()).map(|t| limiter.check_key(&t.to_owned()))
+            application_token(request.uri().path()).map(|t| limiter.check_key(&t.to_owned()))
         {
             return too_many(not_until.wait_time_from(limiter.clock().now()));
         }

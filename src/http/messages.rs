@@ -11,9 +11,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::extract::{number, token, ApiPath, ApiQuery, JsonObject, Pagination};
-use crate::app::App;
 use crate::domain::{Body, Message, SearchTerms, Token};
 use crate::error::{ApiError, ErrorBody};
+use crate::service::Service;
 
 /// `{"body": …}`, or wrapped as `{"message": {"body": …}}`. Unknown fields are ignored.
 #[derive(Deserialize, ToSchema)]
@@ -39,12 +39,12 @@ fn body(input: &JsonObject) -> Result<Body, ApiError> {
         (status = 422, body = ErrorBody),
     ))]
 pub async fn create(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     ApiPath((raw, chat)): ApiPath<(String, String)>,
     input: JsonObject,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
     let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
-    let message = app.create_message(&token, chat, body(&input)?).await?;
+    let message = service.create_message(&token, chat, body(&input)?).await?;
     Ok((StatusCode::CREATED, Json(message)))
 }
 
@@ -62,14 +62,14 @@ pub async fn create(
         (status = 404, body = ErrorBody),
     ))]
 pub async fn list(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     OriginalUri(uri): OriginalUri,
     ApiPath((raw, chat)): ApiPath<(String, String)>,
     query: ApiQuery,
 ) -> Result<Response, ApiError> {
     let pagination = Pagination::from_query(&query)?;
     let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
-    let messages = app.messages(&token, chat, pagination.page()).await?;
+    let messages = service.messages(&token, chat, pagination.page()).await?;
     Ok(pagination.respond(messages, uri.path(), &query, |message| message.number, true))
 }
 
@@ -80,12 +80,13 @@ pub async fn list(
         (status = 404, body = ErrorBody),
     ))]
 pub async fn show(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     ApiPath((raw, chat, message)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Message>, ApiError> {
     let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
     Ok(Json(
-        app.message(&token, chat, number(&message, "message")?)
+        service
+            .message(&token, chat, number(&message, "message")?)
             .await?,
     ))
 }
@@ -101,14 +102,15 @@ pub async fn show(
         (status = 422, body = ErrorBody),
     ))]
 pub async fn update(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     ApiPath((raw, chat, message)): ApiPath<(String, String, String)>,
     input: JsonObject,
 ) -> Result<Json<Message>, ApiError> {
     let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
     let number = number(&message, "message")?;
     Ok(Json(
-        app.edit_message(&token, chat, number, body(&input)?)
+        service
+            .edit_message(&token, chat, number, body(&input)?)
             .await?,
     ))
 }
@@ -116,7 +118,7 @@ pub async fn update(
 const SEARCH_TERM: [&str; 3] = ["q", "query", "body"];
 
 async fn search_in(
-    app: &App,
+    service: &Service,
     uri: &axum::http::Uri,
     token: Token,
     chat: u64,
@@ -127,7 +129,9 @@ async fn search_in(
         ApiError::bad_request("the search term is missing: pass q, query or body")
     })?;
     let terms = SearchTerms::parse(raw)?;
-    let found = app.search(&token, chat, &terms, pagination.page()).await?;
+    let found = service
+        .search(&token, chat, &terms, pagination.page())
+        .await?;
     Ok(pagination.respond(found, uri.path(), query, |message| message.number, false))
 }
 
@@ -146,13 +150,13 @@ async fn search_in(
         (status = 404, body = ErrorBody),
     ))]
 pub async fn search(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     OriginalUri(uri): OriginalUri,
     ApiPath((raw, chat)): ApiPath<(String, String)>,
     query: ApiQuery,
 ) -> Result<Response, ApiError> {
     let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
-    search_in(&app, &uri, token, chat, &query).await
+    search_in(&service, &uri, token, chat, &query).await
 }
 
 #[utoipa::path(get, path = "/search", tag = "search",
@@ -168,7 +172,7 @@ pub async fn search(
         (status = 404, body = ErrorBody),
     ))]
 pub async fn seed_search(
-    State(app): State<Arc<App>>,
+    State(service): State<Arc<Service>>,
     OriginalUri(uri): OriginalUri,
     query: ApiQuery,
 ) -> Result<Response, ApiError> {
@@ -183,5 +187,5 @@ pub async fn seed_search(
         .parse::<u64>()
         .map_err(|_| ApiError::bad_request("chat_number must be a positive integer"))?;
     let chat = number(&chat.to_string(), "chat")?;
-    search_in(&app, &uri, token(raw_token)?, chat, &query).await
+    search_in(&service, &uri, token(raw_token)?, chat, &query).await
 }

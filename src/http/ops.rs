@@ -9,7 +9,8 @@ use axum::Json;
 use serde_json::json;
 use utoipa::OpenApi;
 
-use crate::app::App;
+use crate::metrics::Metrics;
+use crate::service::Service;
 
 /// The API contract, generated from the handlers. `openapi.json` in the repository is a copy of
 /// it that a test keeps in step.
@@ -51,8 +52,8 @@ pub async fn health() -> impl IntoResponse {
         (status = 200, description = "every backend answers"),
         (status = 503, description = "a backend does not answer"),
     ))]
-pub async fn ready(State(app): State<Arc<App>>) -> impl IntoResponse {
-    if app.ready().await {
+pub async fn ready(State(service): State<Arc<Service>>) -> impl IntoResponse {
+    if service.ready().await {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {
         (
@@ -62,13 +63,13 @@ pub async fn ready(State(app): State<Arc<App>>) -> impl IntoResponse {
     }
 }
 
-pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+pub async fn metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.render(),
+        metrics.render(),
     )
 }
 

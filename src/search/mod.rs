@@ -1,10 +1,16 @@
-//! The search port. SQL stores implement it themselves (SQLite with FTS5 in
-//! `store::sqlite_search`); search engines get their own adapter here.
+//! The search ports.
+//!
+//! - [`Search`]: the messages of one chat matching some terms. The SQL stores implement it
+//!   themselves (SQLite FTS5 in `store/sqlite/`, a `LIKE` scan in `store/mysql/`); a search
+//!   engine gets its own adapter here ([`elasticsearch`]).
+//! - [`Indexer`]: what the scaled worker and `reindex` feed a search engine with, as
+//!   [`IndexOp`]s. The SQL stores need none: their index is kept in their own transaction or by
+//!   their own background indexer.
 
 pub mod elasticsearch;
-mod elasticsearch_bodies;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::domain::{Message, Page, SearchTerms, Token};
 use crate::error::BackendError;
@@ -24,5 +30,59 @@ pub trait Search: Send + Sync {
     /// Whether the search backend answers (the SQL stores are checked as stores).
     async fn ready(&self) -> bool {
         true
+    }
+}
+
+/// Whether a chat exists: a search engine asks this before searching, so an unknown chat is a
+/// 404 without a round trip to the cluster. The store implements it.
+#[async_trait]
+pub trait ChatDirectory: Send + Sync {
+    async fn chat_exists(&self, token: &Token, chat: u64) -> Result<bool, BackendError>;
+}
+
+/// The indexing port: a search engine kept from the events the workers store.
+#[async_trait]
+pub trait Indexer: Send + Sync {
+    /// Creates the index (with its mapping) unless it exists.
+    async fn ensure_index(&self) -> Result<(), BackendError>;
+    /// Applies a batch of changes; `Unavailable` when the engine cannot take them now.
+    async fn index(&self, ops: &[IndexOp]) -> Result<(), BackendError>;
+}
+
+/// One message change for the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexOp {
+    Create {
+        token: String,
+        chat: u64,
+        number: u64,
+        body: String,
+        created_at: DateTime<Utc>,
+    },
+    Edit {
+        token: String,
+        chat: u64,
+        number: u64,
+        body: String,
+        updated_at: DateTime<Utc>,
+    },
+}
+
+impl IndexOp {
+    /// The document id. Deterministic, so a redelivered event overwrites instead of duplicating.
+    pub fn id(&self) -> String {
+        let (Self::Create {
+            token,
+            chat,
+            number,
+            ..
+        }
+        | Self::Edit {
+            token,
+            chat,
+            number,
+            ..
+        }) = self;
+        format!("{token}:{chat}:{number}")
     }
 }

@@ -16,6 +16,8 @@ mod sqlite_search;
 pub use mysql::MysqlStore;
 pub use sqlite::SqliteStore;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::domain::{Application, Chat, Message, Page, Token};
@@ -65,6 +67,25 @@ pub struct ExportedMessage {
     pub body: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<ExportedMessage> for crate::search::IndexOp {
+    fn from(message: ExportedMessage) -> Self {
+        Self::Create {
+            token: message.token,
+            chat: message.chat,
+            number: message.number,
+            body: message.body,
+            created_at: message.created_at,
+        }
+    }
+}
+
+#[async_trait]
+impl crate::search::ChatDirectory for Arc<dyn Store> {
+    async fn chat_exists(&self, token: &Token, chat: u64) -> Result<bool, BackendError> {
+        Ok(self.chat(token, chat).await?.is_some())
+    }
 }
 
 #[async_trait]

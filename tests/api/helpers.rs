@@ -100,7 +100,7 @@ pub async fn spawn_app_with(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> T
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
+    let server = tokio::spawn(chat_system::cli::serve(app, &config, listener, async {
         let _ = stopped.await;
     }));
     TestApp {

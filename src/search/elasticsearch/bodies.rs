@@ -17,47 +17,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use crate::domain::{Page, SearchTerms, Token};
+use crate::search::IndexOp;
 
 /// Words with at least this many characters are matched through trigrams.
 pub(crate) const TRIGRAM: usize = 3;
-
-/// One message change for the index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IndexOp {
-    Create {
-        token: String,
-        chat: u64,
-        number: u64,
-        body: String,
-        created_at: DateTime<Utc>,
-    },
-    Edit {
-        token: String,
-        chat: u64,
-        number: u64,
-        body: String,
-        updated_at: DateTime<Utc>,
-    },
-}
-
-impl IndexOp {
-    /// The document id. Deterministic, so a redelivered event overwrites instead of duplicating.
-    pub fn id(&self) -> String {
-        let (Self::Create {
-            token,
-            chat,
-            number,
-            ..
-        }
-        | Self::Edit {
-            token,
-            chat,
-            number,
-            ..
-        }) = self;
-        format!("{token}:{chat}:{number}")
-    }
-}
 
 /// Microseconds, like every store, so a message read from the index equals the stored one.
 fn timestamp(at: &DateTime<Utc>) -> String {

@@ -1,5 +1,5 @@
 //! The search port on Elasticsearch (scaled shape): workers index messages through `_bulk`, the
-//! API searches one chat with a query built in [`elasticsearch_bodies`](super::elasticsearch_bodies)
+//! API searches one chat with a query built in [`bodies`]
 //! (how substring matching works is explained there).
 //!
 //! Failure policy: anything that says "the cluster cannot take this now" (no connection, a
@@ -7,7 +7,6 @@
 //! search answers 503 at once; indexing retries with backoff for up to `max_wait` and then gives
 //! up with `Unavailable`, so the worker does not commit its offsets and the events come back.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -16,11 +15,13 @@ use chrono::{DateTime, Utc};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
-pub use super::elasticsearch_bodies::{bulk_body, query_body, settings_and_mapping, IndexOp};
+mod bodies;
+
 use crate::domain::{Message, Page, SearchTerms, Token};
 use crate::error::BackendError;
-use crate::search::Search;
-use crate::store::Store;
+pub use crate::search::IndexOp;
+use crate::search::{ChatDirectory, Indexer, Search};
+pub use bodies::{bulk_body, query_body, settings_and_mapping};
 
 /// First pause between bulk attempts; doubled after each failed attempt.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -39,13 +40,17 @@ pub struct Elasticsearch {
     base_url: String,
     index: String,
     /// Only used to tell "no such chat" (404) from "no match" (empty list).
-    store: Arc<dyn Store>,
+    chats: Box<dyn ChatDirectory>,
     /// How long [`Elasticsearch::index`] retries an unavailable cluster before giving up.
     pub max_wait: Duration,
 }
 
 impl Elasticsearch {
-    pub fn new(base_url: &str, index: &str, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+    pub fn new(
+        base_url: &str,
+        index: &str,
+        chats: impl ChatDirectory + 'static,
+    ) -> anyhow::Result<Self> {
         let url = url::Url::parse(base_url)
             .with_context(|| format!("ELASTICSEARCH_URL {base_url:?} is not a URL"))?;
         match url.scheme() {
@@ -78,7 +83,7 @@ impl Elasticsearch {
             client,
             base_url: base_url.trim_end_matches('/').to_owned(),
             index: index.to_owned(),
-            store,
+            chats: Box::new(chats),
             max_wait: DEFAULT_MAX_WAIT,
         })
     }
@@ -197,6 +202,17 @@ impl Elasticsearch {
 }
 
 #[async_trait]
+impl Indexer for Elasticsearch {
+    async fn ensure_index(&self) -> Result<(), BackendError> {
+        Elasticsearch::ensure_index(self).await
+    }
+
+    async fn index(&self, ops: &[IndexOp]) -> Result<(), BackendError> {
+        Elasticsearch::index(self, ops).await
+    }
+}
+
+#[async_trait]
 impl Search for Elasticsearch {
     async fn ready(&self) -> bool {
         self.ping().await
@@ -209,7 +225,7 @@ impl Search for Elasticsearch {
         terms: &SearchTerms,
         page: Page,
     ) -> Result<Option<Vec<Message>>, BackendError> {
-        if self.store.chat(token, chat).await?.is_none() {
+        if !self.chats.chat_exists(token, chat).await? {
             return Ok(None);
         }
         // Past the result window Elasticsearch answers 400; such a page is answered empty.

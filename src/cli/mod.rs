@@ -1,9 +1,14 @@
-//! The command line: `serve` (the default), `migrate`, `sync-counts`.
+//! The command line: `serve` (the default), `migrate`, `sync-counts`, `reindex` and
+//! `worker [chats|messages|all]`, each with `--help`. The commands themselves are in
+//! [`commands`]; this file parses and dispatches.
+
+mod commands;
+
+pub use commands::{serve, shutdown_signal};
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use crate::app::App;
 use crate::config::{Config, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -62,7 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     config.validate()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let app = App::build(&config).await?;
+            let app = crate::app::App::build(&config).await?;
             let listener = TcpListener::bind((config.host, config.port))
                 .await
                 .map_err(|err| {
@@ -72,19 +77,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(%address, "listening");
             // Tests and scripts read this line to learn the port when PORT=0.
             println!("chat-system listening on http://{address}");
-            app.serve(listener, crate::app::shutdown_signal()).await?;
+            serve(app, &config, listener, shutdown_signal()).await?;
         }
         Command::Migrate => {
-            App::migrate(&config).await?;
+            commands::migrate(&config).await?;
             println!("migrations applied");
         }
-        Command::Worker { topics } => work(&config, topics).await?,
+        Command::Worker { topics } => {
+            let chats = matches!(topics, WorkerTopics::Chats | WorkerTopics::All);
+            let messages = matches!(topics, WorkerTopics::Messages | WorkerTopics::All);
+            commands::work(&config, chats, messages).await?;
+        }
         Command::Reindex => {
-            let indexed = App::reindex(&config).await?;
+            let indexed = commands::reindex(&config).await?;
             println!("reindexed {indexed} messages");
         }
         Command::SyncCounts => {
-            let report = App::sync_counts(&config).await?;
+            let report = commands::sync_counts(&config).await?;
             println!(
                 "counts synchronised: {} applications and {} chats corrected",
                 report.applications_fixed, report.chats_fixed
@@ -92,16 +101,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(feature = "kafka")]
-async fn work(config: &Config, topics: WorkerTopics) -> anyhow::Result<()> {
-    let chats = matches!(topics, WorkerTopics::Chats | WorkerTopics::All);
-    let messages = matches!(topics, WorkerTopics::Messages | WorkerTopics::All);
-    App::work(config, chats, messages).await
-}
-
-#[cfg(not(feature = "kafka"))]
-async fn work(_config: &Config, _topics: WorkerTopics) -> anyhow::Result<()> {
-    anyhow::bail!("this build has no Kafka support: build with `--features kafka` (the default)")
 }

@@ -1,0 +1,83 @@
+//! The routes of SPEC §2, at `/` and under `/api/v1`, the operational endpoints, and the
+//! middleware around them (outermost last): idempotency, limits, metrics.
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::get;
+use axum::Router;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_scalar::{Scalar, Servable};
+
+use super::state::HttpState;
+use super::{applications, chats, extract, idempotency, limits, messages, metrics_layer, ops};
+use crate::error::ApiError;
+
+/// The API routes, mounted twice (at the root and at `/api/v1`).
+fn api() -> Router<HttpState> {
+    Router::new()
+        .route("/applications", axum::routing::post(applications::create))
+        .route(
+            "/applications/{token}",
+            get(applications::show)
+                .put(applications::update)
+                .patch(applications::update),
+        )
+        .route(
+            "/applications/{token}/chats",
+            get(chats::list).post(chats::create),
+        )
+        .route(
+            "/applications/{token}/chats/{chat_number}",
+            get(chats::show),
+        )
+        .route(
+            "/applications/{token}/chats/{chat_number}/messages",
+            get(messages::list).post(messages::create),
+        )
+        .route(
+            "/applications/{token}/chats/{chat_number}/messages/search",
+            get(messages::search),
+        )
+        .route(
+            "/applications/{token}/chats/{chat_number}/messages/{number}",
+            get(messages::show)
+                .put(messages::update)
+                .patch(messages::update),
+        )
+        .route("/search", get(messages::seed_search))
+}
+
+pub fn router(state: HttpState) -> Router {
+    let openapi = ops::ApiDoc::openapi();
+    Router::new()
+        .merge(api())
+        .nest("/api/v1", api())
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .merge(Scalar::with_url("/docs", openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limits::limit))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics_layer::observe,
+        ))
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
