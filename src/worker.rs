@@ -1,6 +1,13 @@
-//! Workers: consume a topic, apply each batch through `store.apply` (one transaction), then
-//! commit the offsets. At-least-once delivery is harmless because `apply` is idempotent; a
-//! batch that fails is retried with backoff, never skipped, and its offsets are not committed.
+//! Workers: consume a topic in batches and commit the offsets only after the batch took effect.
+//! Two roles, each its own consumer group, so neither waits for the other:
+//!
+//! - **store** (group `<topic>-workers`): apply each batch through `store.apply` (one
+//!   transaction). At-least-once delivery is harmless because `apply` is idempotent.
+//! - **index** (group `<topic>-indexers`, only with a search engine): send each batch's message
+//!   changes to the [`Indexer`]. A cluster that is down stalls this group alone: messages are
+//!   still stored and readable, and once the cluster is back the group's backlog is indexed.
+//!
+//! A batch that fails is retried with backoff, never skipped, and its offsets are not committed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,150 +22,95 @@ use tokio::sync::watch;
 
 use crate::error::BackendError;
 use crate::events::kafka::{client_config, Topics};
-use crate::events::{Applied, Event};
+use crate::events::Event;
 use crate::search::{IndexOp, Indexer};
 use crate::store::Store;
 
-/// Most events applied in one transaction.
-pub const MAX_BATCH: usize = 2000;
-/// How long a batch waits for more events after its first one.
-const GATHER: Duration = Duration::from_millis(5);
+/// Most events one worker step takes from the topic (one transaction, or one bulk request).
+pub const WORKER_MAX_EVENTS: usize = 2000;
+/// How long a worker step waits for more events after its first one.
+const WORKER_GATHER: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a worker does with a batch.
+enum Role {
+    Store(Arc<dyn Store>),
+    Index {
+        indexer: Arc<dyn Indexer>,
+        /// Whether the index (with its mapping) is known to exist: checked before the first
+        /// bulk, since a bulk into a missing index would create it with a guessed mapping.
+        ready: AtomicBool,
+    },
+}
 
 pub struct Worker {
     consumer: StreamConsumer,
-    store: Arc<dyn Store>,
     topic: String,
-    /// Where stored messages are indexed for search, when a search engine is configured.
-    engine: Option<Arc<dyn Indexer>>,
-    /// Whether the index (with its mapping) is known to exist: checked before the first bulk,
-    /// since a bulk into a missing index would create it with a guessed mapping.
-    index_ready: AtomicBool,
+    role: Role,
 }
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// This many events were stored and their offsets committed.
+    /// This many events took effect and their offsets were committed.
     Applied(usize),
     /// Shutdown was requested before a batch completed; nothing was committed.
     Stopped,
 }
 
 impl Worker {
-    /// `share`: `Some((index, count))` makes this worker take the partitions `p` with
-    /// `p % count == index` itself (a restarted worker with the same index resumes them from
-    /// the group's committed offsets); `None` lets the consumer group assign partitions.
-    pub fn connect(
+    /// A worker that stores the topic's events. `share`: `Some((index, count))` makes this
+    /// worker take the partitions `p` with `p % count == index` itself (a restarted worker
+    /// with the same index resumes them from the group's committed offsets); `None` lets the
+    /// consumer group assign partitions.
+    pub fn storing(
         brokers: &str,
         topic: &str,
         store: Arc<dyn Store>,
         share: Option<(u32, u32)>,
     ) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = client_config(brokers)
-            .set("group.id", Topics::group(topic))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10")
-            // A worker killed with -9 never says goodbye: its partitions move to the others
-            // once its session expires (librdkafka's default is 45 s), and a rebalance waits at
-            // most the poll interval for members that do not rejoin (default 300 s).
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1000")
-            .set("max.poll.interval.ms", "15000")
-            .create()
-            .context("cannot create the Kafka consumer (KAFKA_BROKERS)")?;
-        match share {
-            None => consumer
-                .subscribe(&[topic])
-                .with_context(|| format!("cannot subscribe to {topic}"))?,
-            Some((index, count)) => {
-                let metadata = consumer
-                    .fetch_metadata(Some(topic), Duration::from_secs(10))
-                    .with_context(|| format!("cannot read the partitions of {topic}"))?;
-                let partitions = metadata
-                    .topics()
-                    .first()
-                    .map_or(0, |t| t.partitions().len());
-                let mut mine = TopicPartitionList::new();
-                for partition in (0..partitions as u32).filter(|p| p % count == index) {
-                    mine.add_partition_offset(topic, partition as i32, Offset::Stored)?;
-                }
-                consumer
-                    .assign(&mine)
-                    .with_context(|| format!("cannot assign partitions of {topic}"))?;
-            }
-        }
+        let consumer = consumer(brokers, topic, &Topics::group(topic), share)?;
         Ok(Self {
             consumer,
-            store,
             topic: topic.to_owned(),
-            engine: None,
-            index_ready: AtomicBool::new(false),
+            role: Role::Store(store),
         })
     }
 
-    /// Indexes the messages of every stored batch in `engine` before committing its offsets.
-    pub fn indexing(mut self, engine: Option<Arc<dyn Indexer>>) -> Self {
-        self.engine = engine;
-        self
-    }
-
-    /// Indexes a stored batch; waits out an unavailable cluster (nothing is dropped), gives up
-    /// only on documents the cluster rejects for good (logged by the engine).
-    async fn index(&self, events: &[Event], shutdown: &mut watch::Receiver<bool>) -> bool {
-        let Some(engine) = &self.engine else {
-            return true;
-        };
-        let ops: Vec<IndexOp> = events.iter().filter_map(index_op).collect();
-        if ops.is_empty() {
-            return true;
-        }
-        loop {
-            let ready = self.index_ready.load(Ordering::Relaxed)
-                || engine
-                    .ensure_index()
-                    .await
-                    .map(|()| self.index_ready.store(true, Ordering::Relaxed))
-                    .is_ok();
-            let indexed = if ready {
-                engine.index(&ops).await
-            } else {
-                Err(BackendError::Unavailable(
-                    "cannot create the search index".into(),
-                ))
-            };
-            match indexed {
-                Ok(()) => return true,
-                Err(BackendError::Unavailable(reason)) => {
-                    tracing::warn!(%reason, "search engine unavailable; retrying the batch");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {},
-                        _ = shutdown.wait_for(|stop| *stop) => return false,
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "documents rejected by the search engine");
-                    return true;
-                }
-            }
-        }
+    /// A worker that indexes the topic's message changes in `indexer`, in a consumer group of
+    /// its own.
+    pub fn indexing(
+        brokers: &str,
+        topic: &str,
+        indexer: Arc<dyn Indexer>,
+        share: Option<(u32, u32)>,
+    ) -> anyhow::Result<Self> {
+        let consumer = consumer(brokers, topic, &Topics::index_group(topic), share)?;
+        Ok(Self {
+            consumer,
+            topic: topic.to_owned(),
+            role: Role::Index {
+                indexer,
+                ready: AtomicBool::new(false),
+            },
+        })
     }
 
     /// Consumes until `shutdown` turns true.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        tracing::info!(topic = %self.topic, "worker consuming");
+        tracing::info!(topic = %self.topic, role = self.role.name(), "worker consuming");
         loop {
             match self.try_process_batch(&mut shutdown).await? {
                 Outcome::Stopped => return Ok(()),
                 Outcome::Applied(events) => {
-                    tracing::debug!(topic = %self.topic, events, "batch stored")
+                    tracing::debug!(topic = %self.topic, events, "batch done")
                 }
             }
         }
     }
 
-    /// One step: wait for events, gather a batch, store it, commit its offsets.
+    /// One step: wait for events, gather a batch, apply it (store or index), commit its
+    /// offsets.
     pub async fn try_process_batch(
         &self,
         shutdown: &mut watch::Receiver<bool>,
@@ -177,36 +129,15 @@ impl Worker {
             }
         };
         let mut messages = vec![first];
-        let deadline = tokio::time::Instant::now() + GATHER;
-        while messages.len() < MAX_BATCH {
+        let deadline = tokio::time::Instant::now() + WORKER_GATHER;
+        while messages.len() < WORKER_MAX_EVENTS {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(Ok(message)) => messages.push(message),
                 Ok(Err(_)) | Err(_) => break,
             }
         }
         let events = decode(&messages);
-        let mut backoff = Duration::from_millis(100);
-        let outcomes = loop {
-            match self.store.apply(&events).await {
-                Ok(outcomes) => break outcomes,
-                Err(err) => {
-                    tracing::warn!(error = %err, events = events.len(), "storing a batch failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {},
-                        _ = shutdown.wait_for(|stop| *stop) => return Ok(Outcome::Stopped),
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        };
-        // Only what was stored is indexed (an edit of an unknown message is not).
-        let stored: Vec<Event> = events
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| matches!(outcome, Applied::Message(_)))
-            .map(|(event, _)| event.clone())
-            .collect();
-        if !self.index(&stored, shutdown).await {
+        if !self.role.apply(&events, shutdown).await {
             return Ok(Outcome::Stopped);
         }
         // A failed commit only means these events are delivered again, which changes nothing.
@@ -218,6 +149,106 @@ impl Worker {
         }
         Ok(Outcome::Applied(events.len()))
     }
+}
+
+impl Role {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Store(_) => "store",
+            Self::Index { .. } => "index",
+        }
+    }
+
+    /// Makes the batch take effect, retrying with backoff until it does; `false` when shutdown
+    /// came first.
+    async fn apply(&self, events: &[Event], shutdown: &mut watch::Receiver<bool>) -> bool {
+        let ops: Vec<IndexOp> = match self {
+            Self::Store(_) => Vec::new(),
+            Self::Index { .. } => events.iter().filter_map(index_op).collect(),
+        };
+        if matches!(self, Self::Index { .. }) && ops.is_empty() {
+            return true;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let result = match self {
+                Self::Store(store) => store.apply(events).await.map(drop),
+                Self::Index { indexer, ready } => index(indexer.as_ref(), ready, &ops).await,
+            };
+            let err = match result {
+                Ok(()) => return true,
+                Err(err) => err,
+            };
+            tracing::warn!(role = self.name(), error = %err, events = events.len(), "a batch failed; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {},
+                _ = shutdown.wait_for(|stop| *stop) => return false,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// One indexing attempt: the index is created first if it is not known to exist. Documents the
+/// engine refuses for good (an edit of a message that was never stored) are logged by the
+/// engine and not retried; anything else is an error, and the batch is tried again.
+async fn index(
+    indexer: &dyn Indexer,
+    ready: &AtomicBool,
+    ops: &[IndexOp],
+) -> Result<(), BackendError> {
+    if !ready.load(Ordering::Relaxed) {
+        indexer.ensure_index().await?;
+        ready.store(true, Ordering::Relaxed);
+    }
+    let refused = indexer.index(ops).await?;
+    if refused > 0 {
+        tracing::warn!(refused, "the search engine refused documents for good");
+    }
+    Ok(())
+}
+
+fn consumer(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    share: Option<(u32, u32)>,
+) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = client_config(brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        // A worker killed with -9 never says goodbye: its partitions move to the others
+        // once its session expires (librdkafka's default is 45 s), and a rebalance waits at
+        // most the poll interval for members that do not rejoin (default 300 s).
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("max.poll.interval.ms", "15000")
+        .create()
+        .context("cannot create the Kafka consumer (KAFKA_BROKERS)")?;
+    match share {
+        None => consumer
+            .subscribe(&[topic])
+            .with_context(|| format!("cannot subscribe to {topic}"))?,
+        Some((index, count)) => {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .with_context(|| format!("cannot read the partitions of {topic}"))?;
+            let partitions = metadata
+                .topics()
+                .first()
+                .map_or(0, |t| t.partitions().len());
+            let mut mine = TopicPartitionList::new();
+            for partition in (0..partitions as u32).filter(|p| p % count == index) {
+                mine.add_partition_offset(topic, partition as i32, Offset::Stored)?;
+            }
+            consumer
+                .assign(&mine)
+                .with_context(|| format!("cannot assign partitions of {topic}"))?;
+        }
+    }
+    Ok(consumer)
 }
 
 fn decode(messages: &[BorrowedMessage<'_>]) -> Vec<Event> {

@@ -99,11 +99,22 @@ pub async fn work(config: &Config, chats: bool, messages: bool) -> anyhow::Resul
         app::search_engine(config, &backend.store)?.map(|engine| engine as Arc<dyn Indexer>);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let share = config.worker_share();
     for (wanted, topic) in [(chats, &topics.chats), (messages, &topics.messages)] {
-        if wanted {
-            let worker =
-                Worker::connect(brokers, topic, backend.store.clone(), config.worker_share())?
-                    .indexing(indexer.clone());
+        if !wanted {
+            continue;
+        }
+        let mut workers = vec![Worker::storing(
+            brokers,
+            topic,
+            backend.store.clone(),
+            share,
+        )?];
+        // Only messages are searched; their indexing runs in its own consumer group.
+        if let Some(indexer) = indexer.clone().filter(|_| *topic == topics.messages) {
+            workers.push(Worker::indexing(brokers, topic, indexer, share)?);
+        }
+        for worker in workers {
             let stopped = stopped.clone();
             tasks.spawn(async move { worker.run(stopped).await });
         }

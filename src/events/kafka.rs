@@ -48,6 +48,11 @@ impl Topics {
         format!("{topic}-workers")
     }
 
+    /// The consumer group that indexes a topic for search, apart from the one that stores it.
+    pub fn index_group(topic: &str) -> String {
+        format!("{topic}-indexers")
+    }
+
     /// The partition key: everything of one chat in one partition, in order.
     pub fn key(token: &str, chat: u64) -> String {
         format!("{token}:{chat}")

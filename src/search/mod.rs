@@ -45,8 +45,10 @@ pub trait ChatDirectory: Send + Sync {
 pub trait Indexer: Send + Sync {
     /// Creates the index (with its mapping) unless it exists.
     async fn ensure_index(&self) -> Result<(), BackendError>;
-    /// Applies a batch of changes; `Unavailable` when the engine cannot take them now.
-    async fn index(&self, ops: &[IndexOp]) -> Result<(), BackendError>;
+    /// Applies a batch of changes and answers how many the engine refused for good (logged by
+    /// the adapter: e.g. an edit of a message that was never stored); an error when the batch
+    /// did not take effect (`Unavailable` when the engine cannot take it now): try it again.
+    async fn index(&self, ops: &[IndexOp]) -> Result<usize, BackendError>;
 }
 
 /// One message change for the index.

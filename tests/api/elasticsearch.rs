@@ -1,4 +1,4 @@
-//! The Elasticsearch adapter. Two kinds of test:
+//! The Elasticsearch adapter (the worker's side is in `elasticsearch_worker.rs`). Two kinds of test:
 //! - against a fake cluster (an axum server on port 0 that answers what each test scripts): the
 //!   retry, give-up and error policy of `index`, `search`, `ensure_index` and `ping`;
 //! - against a real cluster, only when `CHAT_TEST_ELASTICSEARCH_URL` is set: the same searches as
@@ -48,10 +48,10 @@ async fn store_with_chats(chats: u64) -> (TempDir, Token, Arc<dyn Store>) {
 type Received = (String, String, String);
 
 #[derive(Clone, Default)]
-struct Fake {
+pub struct Fake {
     /// Scripted answers in order; the last one repeats.
     replies: Arc<Mutex<VecDeque<(u16, String)>>>,
-    received: Arc<Mutex<Vec<Received>>>,
+    pub received: Arc<Mutex<Vec<Received>>>,
 }
 
 async fn answer(
@@ -84,14 +84,19 @@ async fn answer(
 }
 
 /// Starts a fake cluster that gives `replies` in order and returns its URL.
-async fn fake_cluster(replies: Vec<(u16, Value)>) -> (String, Fake) {
+pub async fn fake_cluster(replies: Vec<(u16, Value)>) -> (String, Fake) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    fake_cluster_on(listener, replies)
+}
+
+/// A fake cluster on `listener` (a test that stops and starts "the cluster" binds its port).
+pub fn fake_cluster_on(listener: TcpListener, replies: Vec<(u16, Value)>) -> (String, Fake) {
     let fake = Fake::default();
     *fake.replies.lock().unwrap() = replies
         .into_iter()
         .map(|(status, body)| (status, body.to_string()))
         .collect();
     let app = Router::new().fallback(answer).with_state(fake.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, fake)
@@ -427,127 +432,4 @@ async fn elasticsearch_matches_like_the_sql_backends_on_a_real_cluster() {
         .await
         .unwrap();
     assert!(deleted.status().is_success());
-}
-
-#[tokio::test]
-async fn elasticsearch_the_worker_indexes_what_it_stored() {
-    let test = "elasticsearch_the_worker_indexes_what_it_stored";
-    let Some(services) = crate::stack::services(test) else {
-        return;
-    };
-    let reply = json!({ "acknowledged": true, "errors": false, "items": [] });
-    let (url, fake) = fake_cluster(vec![(200, reply)]).await;
-    let stack = crate::stack::Stack::start_with(
-        &services,
-        &services.kafka,
-        1,
-        1,
-        &[("ELASTICSEARCH_URL", url.as_str())],
-    )
-    .await;
-    let client = reqwest::Client::new();
-    let api = stack.api(0).to_owned();
-    let token = crate::helpers::create_application_at(&client, &api, "es").await;
-    client
-        .post(format!("{api}/applications/{token}/chats"))
-        .send()
-        .await
-        .unwrap();
-    let created = client
-        .post(format!("{api}/applications/{token}/chats/1/messages"))
-        .json(&json!({ "body": "indexed \"body\"" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let edited = client
-        .put(format!("{api}/applications/{token}/chats/1/messages/1"))
-        .json(&json!({ "body": "edited body" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(edited.status(), StatusCode::OK);
-    let index = format!("{}chat-messages", stack.namespace);
-    let id = format!("{token}:1:1");
-    let bulks = crate::stack::eventually("the create and the edit indexed", || {
-        let (fake, index, id) = (fake.clone(), index.clone(), id.clone());
-        async move {
-            let received = fake.received.lock().unwrap().clone();
-            let bulks: Vec<String> = received
-                .into_iter()
-                .filter(|(request, _, _)| *request == format!("POST /{index}/_bulk"))
-                .map(|(_, _, body)| body)
-                .collect();
-            let all = bulks.concat();
-            (all.contains(&id)
-                && all.contains("indexed \\\"body\\\"")
-                && all.contains("edited body"))
-            .then_some(bulks)
-        }
-    })
-    .await;
-    assert!(
-        bulks.concat().contains("\"update\""),
-        "the edit is an update: {bulks:?}"
-    );
-    let created_index = fake
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|(request, _, _)| *request == format!("PUT /{index}"));
-    assert!(created_index, "migrate or the worker created the index");
-    stack.stop().await;
-}
-
-#[tokio::test]
-async fn elasticsearch_down_search_answers_503_and_the_rest_works() {
-    let test = "elasticsearch_down_search_answers_503_and_the_rest_works";
-    let Some(services) = crate::stack::services(test) else {
-        return;
-    };
-    // Nothing listens on port 9 of the loopback.
-    let down = [("ELASTICSEARCH_URL", "http://127.0.0.1:9")];
-    let stack = crate::stack::Stack::start_with(&services, &services.kafka, 1, 1, &down).await;
-    let client = reqwest::Client::new();
-    let api = stack.api(0).to_owned();
-    let token = crate::helpers::create_application_at(&client, &api, "es-down").await;
-    let chat = client
-        .post(format!("{api}/applications/{token}/chats"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(chat.status(), StatusCode::CREATED);
-    let message = client
-        .post(format!("{api}/applications/{token}/chats/1/messages"))
-        .json(&json!({ "body": "still accepted" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(message.status(), StatusCode::CREATED);
-    let url = format!("{api}/applications/{token}/chats/1");
-    crate::stack::eventually("the chat stored without the search engine", || {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            client
-                .get(url)
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == StatusCode::OK)
-        }
-    })
-    .await;
-    let search = client
-        .get(format!(
-            "{api}/applications/{token}/chats/1/messages/search?q=still"
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(search.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(search.headers().contains_key("retry-after"));
-    let body: Value = search.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unavailable");
-    stack.stop().await;
 }

@@ -6,6 +6,7 @@ mod bench;
 mod chats;
 mod crash;
 mod elasticsearch;
+mod elasticsearch_worker;
 mod errors;
 mod faults;
 mod helpers;

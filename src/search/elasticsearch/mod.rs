@@ -114,6 +114,17 @@ impl Elasticsearch {
     /// Operations rejected for good (a 4xx other than 429) are logged and reported as `Other`
     /// once everything else is in.
     pub async fn index(&self, docs: &[IndexOp]) -> Result<(), BackendError> {
+        match self.index_counting_refused(docs).await? {
+            0 => Ok(()),
+            rejected => {
+                Err(anyhow!("elasticsearch rejected {rejected} operations (logged)").into())
+            }
+        }
+    }
+
+    /// [`Self::index`], answering how many operations were rejected for good instead of
+    /// failing on them.
+    async fn index_counting_refused(&self, docs: &[IndexOp]) -> Result<usize, BackendError> {
         let started = Instant::now();
         let mut delay = MIN_BACKOFF;
         let mut pending: Vec<IndexOp> = docs.to_vec();
@@ -146,10 +157,7 @@ impl Elasticsearch {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(MAX_BACKOFF);
         }
-        if rejected > 0 {
-            return Err(anyhow!("elasticsearch rejected {rejected} operations (logged)").into());
-        }
-        Ok(())
+        Ok(rejected)
     }
 
     /// One `_bulk` request: which operations to send again, and how many failed for good.
@@ -207,8 +215,8 @@ impl Indexer for Elasticsearch {
         Elasticsearch::ensure_index(self).await
     }
 
-    async fn index(&self, ops: &[IndexOp]) -> Result<(), BackendError> {
-        Elasticsearch::index(self, ops).await
+    async fn index(&self, ops: &[IndexOp]) -> Result<usize, BackendError> {
+        self.index_counting_refused(ops).await
     }
 }
 
