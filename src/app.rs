@@ -16,7 +16,7 @@ use crate::events::direct::DirectSink;
 use crate::events::{Backlog, EventSink, NoBacklog};
 use crate::http::limits::Limits;
 use crate::http::listener::{ClientAddr, IdleTimeoutListener};
-use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency};
+use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency, ResponseStore};
 use crate::metrics::Metrics;
 use crate::search::elasticsearch::{Elasticsearch, IndexOp};
 use crate::search::Search;
@@ -47,14 +47,16 @@ pub struct App {
 struct Backend {
     store: Arc<dyn Store>,
     search: Arc<dyn Search>,
+    responses: Arc<dyn ResponseStore>,
     lock: Option<DataLock>,
 }
 
 impl Backend {
-    fn of<T: Store + Search + 'static>(backend: T, lock: Option<DataLock>) -> Self {
+    fn of<T: Store + Search + ResponseStore + 'static>(backend: T, lock: Option<DataLock>) -> Self {
         let backend = Arc::new(backend);
         Self {
             store: backend.clone(),
+            responses: backend.clone(),
             search: backend,
             lock,
         }
@@ -84,6 +86,7 @@ impl App {
         let Backend {
             store,
             mut search,
+            responses,
             lock,
         } = Backend::open(config, true).await?;
         if let Some(engine) = Self::search_engine(config, &store)? {
@@ -96,7 +99,7 @@ impl App {
         let (sink, backlog) = Self::sink(config, &store, &metrics)?;
         let idempotency: Arc<dyn Idempotency> = match config.redis() {
             Some(url) => Arc::new(RedisIdempotency::connect(url, &config.namespace).await?),
-            None => Arc::new(LocalIdempotency::new(store.clone())),
+            None => Arc::new(LocalIdempotency::new(responses)),
         };
         let sequencer: Arc<dyn Sequencer> = match config.redis() {
             Some(url) => {
