@@ -171,13 +171,13 @@ fn chats_named(batch: &[Event]) -> BTreeMap<(&str, u64), DateTime<Utc>> {
 /// application, the chats created here, for its count.
 async fn find_or_create_chats<'a>(
     tx: &mut MySqlConnection,
-    ids: &IdCache,
+    cache: &IdCache,
     batch: &'a [Event],
 ) -> Result<(ChatIds<'a>, NewChats), BackendError> {
     let mut chats = ChatIds::new();
     let mut new_chats = NewChats::new();
     for (&(token, number), at) in &chats_named(batch) {
-        if let Some(ids) = ids.committed_chat(token, number) {
+        if let Some(ids) = cache.committed_chat(token, number) {
             chats.insert((token, number), ids);
             continue;
         }
@@ -251,8 +251,8 @@ fn answer_chats_and_messages<'a>(
     per_chat
 }
 
-/// Step 5 (after step 4, in `messages.rs`): edits, in order (after the creations they follow), each answered with its stored
-/// row.
+/// Step 5 (step 4 is in `messages.rs`): edits, in order (after the creations they follow),
+/// each answered with its stored row.
 async fn write_edits(
     tx: &mut MySqlConnection,
     batch: &[Event],
@@ -296,7 +296,8 @@ async fn write_edits(
     Ok(())
 }
 
-/// Step 7 (after step 6, in `messages.rs`): each application's count grows by the chats this batch created.
+/// Step 7 (step 6 is in `messages.rs`): each application's count grows by the chats this
+/// batch created.
 async fn add_chat_counts(
     tx: &mut MySqlConnection,
     new_chats: &NewChats,
