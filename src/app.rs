@@ -10,7 +10,7 @@ use crate::config::{Config, Database};
 use crate::error::BackendError;
 use crate::events::direct::DirectSink;
 use crate::events::{Backlog, EventSink, NoBacklog};
-use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency};
+use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency, ResponseStore};
 use crate::metrics::Metrics;
 use crate::search::elasticsearch::Elasticsearch;
 use crate::search::Search;
@@ -37,14 +37,16 @@ pub struct App {
 pub struct Backend {
     pub store: Arc<dyn Store>,
     pub search: Arc<dyn Search>,
+    responses: Arc<dyn ResponseStore>,
     lock: Option<DataLock>,
 }
 
 impl Backend {
-    fn of<T: Store + Search + 'static>(backend: T, lock: Option<DataLock>) -> Self {
+    fn of<T: Store + Search + ResponseStore + 'static>(backend: T, lock: Option<DataLock>) -> Self {
         let backend = Arc::new(backend);
         Self {
             store: backend.clone(),
+            responses: backend.clone(),
             search: backend,
             lock,
         }
@@ -74,6 +76,7 @@ impl App {
         let Backend {
             store,
             mut search,
+            responses,
             lock,
         } = Backend::open(config, true).await?;
         if let Some(engine) = search_engine(config, &store)? {
@@ -86,7 +89,7 @@ impl App {
         let (sink, backlog) = sink(config, &store, &metrics)?;
         let idempotency: Arc<dyn Idempotency> = match config.redis() {
             Some(url) => Arc::new(RedisIdempotency::connect(url, &config.namespace).await?),
-            None => Arc::new(LocalIdempotency::new(store.clone())),
+            None => Arc::new(LocalIdempotency::new(responses)),
         };
         let sequencer: Arc<dyn Sequencer> = match config.redis() {
             Some(url) => Arc::new(redis_sequencer(config, url, store.clone(), backlog).await?),

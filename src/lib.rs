@@ -39,6 +39,7 @@ pub mod events;
 pub mod http;
 pub mod idempotency;
 pub mod metrics;
+pub mod redis_conn;
 pub mod search;
 pub mod sequencer;
 pub mod service;

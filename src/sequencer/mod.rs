@@ -5,11 +5,9 @@
 //! - [`RedisSequencer`] (scaled): one Lua script call per creation, shared by every process,
 //!   with detection of and recovery from a Redis that lost its counters.
 
-mod healing;
 mod memory;
 mod redis;
 
-pub use self::healing::HealingRedis;
 pub use self::redis::RedisSequencer;
 pub use memory::MemorySequencer;
 

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::healing::HealingRedis;
 use async_trait::async_trait;
 use redis::Script;
 use tokio::sync::Mutex;
@@ -18,6 +17,7 @@ use tokio::sync::Mutex;
 use super::{Backlog, Sequencer};
 use crate::domain::Token;
 use crate::error::BackendError;
+use crate::redis_conn::HealingRedis;
 use crate::store::Store;
 
 const RESET: i64 = -2;

@@ -3,15 +3,14 @@
 //! [`Store::apply`] is the only write path for every shape: one transaction per batch,
 //! idempotent (replaying a batch changes nothing), counts updated inside it. Reads answer
 //! `Ok(None)` when the parent named in the request does not exist, so handlers can say 404.
+//!
+//! Each backend is a folder (`sqlite/`, `mysql/`) whose `mod.rs` says what its files do; the
+//! cache of committed ids both use is `ids.rs`. The stored responses of idempotent requests are
+//! not part of this port: the SQL stores also implement [`crate::idempotency::ResponseStore`].
 
 mod ids;
 mod mysql;
-mod mysql_apply;
-mod mysql_search;
 mod sqlite;
-mod sqlite_apply;
-mod sqlite_index;
-mod sqlite_search;
 
 pub use mysql::MysqlStore;
 pub use sqlite::SqliteStore;
@@ -23,7 +22,6 @@ use async_trait::async_trait;
 use crate::domain::{Application, Chat, Message, Page, Token};
 use crate::error::BackendError;
 use crate::events::{Applied, Event};
-use crate::idempotency::StoredResponse;
 
 /// What `sync-counts` changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -132,16 +130,6 @@ pub trait Store: Send + Sync {
 
     /// Recomputes `chats_count` and `messages_count` from the rows.
     async fn sync_counts(&self) -> Result<SyncReport, BackendError>;
-
-    /// The response stored for an `Idempotency-Key` (younger than a day), if any.
-    async fn stored_response(&self, key: &str) -> Result<Option<StoredResponse>, BackendError>;
-
-    /// Stores the response of a request that carried an `Idempotency-Key`, and forgets old ones.
-    async fn store_response(
-        &self,
-        key: &str,
-        response: &StoredResponse,
-    ) -> Result<(), BackendError>;
 
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), BackendError>;

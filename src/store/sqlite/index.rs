@@ -11,17 +11,17 @@
 //!    postings), commits it;
 //! 3. then deletes the notes it read (by `seq`); an edit in between added a later note.
 //!
-//! A crash between 2 and 3 only indexes those messages again. Searches (`sqlite_search.rs`) read
+//! A crash between 2 and 3 only indexes those messages again. Searches (`search.rs`) read
 //! the pending messages of the chat first and the index second, so a message is found whichever
 //! side of the hand-over it is on. A missing `search.db` is rebuilt from every message.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
 
-use super::sqlite::{connect, Inner};
+use super::conn::{connect, index_path, Inner};
 
 /// Most messages indexed in one transaction of `search.db`.
 const CHUNK: usize = 4096;
@@ -99,14 +99,8 @@ impl Progress {
     }
 }
 
-pub(super) const CREATE_INDEX: &str =
-    "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (\
+const CREATE_INDEX: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (\
      body, content = '', contentless_delete = 1, tokenize = 'trigram')";
-
-/// `search.db` beside the database file.
-pub(super) fn index_path(database: &Path) -> PathBuf {
-    database.with_file_name("search.db")
-}
 
 /// Opens (creating) the index file. Returns the connection and whether the file is new, in
 /// which case every stored message must be indexed again.
@@ -119,8 +113,12 @@ pub(super) fn open_index(database: &Path) -> rusqlite::Result<(Connection, bool)
 }
 
 /// Starts the indexer thread; it ends when the store is dropped.
-pub(super) fn start(inner: &Arc<Inner>, index: Connection, reader: Connection) {
-    let progress = inner.progress.clone();
+pub(super) fn start(
+    inner: &Arc<Inner>,
+    progress: Arc<Progress>,
+    index: Connection,
+    reader: Connection,
+) {
     let inner = Arc::downgrade(inner);
     let spawned = std::thread::Builder::new()
         .name("search-indexer".into())

@@ -5,6 +5,9 @@
 //! left every creation waiting (RELIABILITY.md, finding 1). This wrapper bounds every command,
 //! and after a connection failure or a timeout builds a fresh manager in the background, so a
 //! request answers 503 at worst and the next ones find Redis again.
+//!
+//! It lives at the top of the crate because every Redis adapter shares it: the sequencer, the
+//! idempotency port, and the streams that will follow.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};

@@ -3,14 +3,17 @@
 //! Every insert is `ON CONFLICT DO NOTHING` on the natural key (token; application and number;
 //! a message's row id, which is its chat and number), so a replayed event finds its row and answers with it. Counts grow by what
 //! was really inserted, summed per chat and per application and written once per batch. It runs
-//! on the blocking pool with the write connection (see `sqlite.rs`).
+//! on the blocking pool with the write connection (see `conn.rs`).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::sqlite::{application, application_row, chat, message, message_row, Inner};
+use super::conn::Inner;
+use super::rows::{
+    application, application_row, chat, chat_row_at, message, message_row, message_row_id,
+};
 use crate::domain::{Chat, Message};
 use crate::error::BackendError;
 use crate::events::{Applied, Event};
@@ -201,27 +204,6 @@ fn ensure_chat(
     };
     bump(&mut deltas.applications, app_id, micros);
     Ok(Some((app_id, chat_id, Chat::new(number, 0, at, at))))
-}
-
-/// A chat's columns (number, count, created, updated) starting at column `first`.
-fn chat_row_at(row: &rusqlite::Row, first: usize) -> rusqlite::Result<(i64, i64, i64, i64)> {
-    Ok((
-        row.get(first)?,
-        row.get(first + 1)?,
-        row.get(first + 2)?,
-        row.get(first + 3)?,
-    ))
-}
-
-/// Messages of one chat occupy one rowid range (migration 0003): chat id in the high 32 bits,
-/// number in the low 32.
-pub(super) fn message_row_id(chat_id: i64, number: u64) -> Result<i64, BackendError> {
-    if number >= 1 << 32 || chat_id >= 1 << 31 {
-        return Err(BackendError::Other(anyhow::anyhow!(
-            "chat {chat_id} or message number {number} is beyond the embedded store's limits"
-        )));
-    }
-    Ok((chat_id << 32) | number as i64)
 }
 
 fn insert_message(

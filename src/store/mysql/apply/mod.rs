@@ -1,0 +1,358 @@
+//! `Store::apply` for MySQL.
+//!
+//! A batch is one transaction of named steps ([`try_apply`] lists them): applications first, then
+//! the chats the batch names (ids from the cache of committed chats, else looked up, or created
+//! from their coordinates when a message arrives before its chat), then the messages as
+//! multi-row `INSERT IGNORE`s of up to 1 000 rows across chats, then edits in order, then every
+//! chat's count in one `UPDATE … WHERE id IN (…)`. When an insert reports fewer rows than it sent
+//! (a replay after a crash), the batch is rolled back and redone with one insert per chat, whose
+//! affected-row count is exactly that chat's growth: replaying a batch inserts nothing and counts
+//! nothing. A deadlock between two workers rolls the batch back; it is retried whole.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sqlx::MySqlConnection;
+
+mod messages;
+
+use self::messages::{add_message_counts, insert_per_chat, insert_together, PerChat};
+use super::conn::Inner;
+use super::rows::{application, message, naive, MessageRow};
+use crate::domain::{Chat, Message};
+use crate::error::BackendError;
+use crate::events::{Applied, Event};
+use crate::store::ids::IdCache;
+
+const DEADLOCK_RETRIES: usize = 5;
+
+/// The outcome of each event of the batch, in order; `None` until a step answers it.
+type Outcomes = Vec<Option<Applied>>;
+/// The chats the batch names, found or created: (token, number) -> (applications.id, chats.id).
+type ChatIds<'a> = HashMap<(&'a str, u64), (i64, i64)>;
+/// Per applications.id: chats this batch created (how many, latest time).
+type NewChats = HashMap<i64, (i64, DateTime<Utc>)>;
+
+pub(super) async fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, BackendError> {
+    let mut attempt = 0;
+    let mut mode = Inserts::Together;
+    loop {
+        match try_apply(inner, batch, mode).await {
+            Ok(Some(outcomes)) => return Ok(outcomes),
+            // Some rows were already stored (a replay): counts must be told apart per chat.
+            Ok(None) => mode = Inserts::PerChat,
+            Err(BackendError::Other(err)) if attempt < DEADLOCK_RETRIES && is_transient(&err) => {
+                attempt += 1;
+                tracing::warn!(
+                    attempt,
+                    error = %err,
+                    "write batch hit a deadlock or lock timeout, retrying"
+                );
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// How a batch's messages are inserted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Inserts {
+    /// Multi-row INSERTs across chats, the common case: when every row goes in, each chat grows
+    /// by its own rows. If one was already there, the batch is rolled back and redone `PerChat`.
+    Together,
+    /// One multi-row INSERT per chat: its affected-row count is the chat's growth.
+    PerChat,
+}
+
+fn is_transient(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<sqlx::Error>()
+        .and_then(|err| err.as_database_error())
+        .and_then(|db| db.code())
+        // Deadlock, or a lock wait that timed out: retrying the whole batch is safe.
+        .is_some_and(|code| matches!(code.as_ref(), "40001" | "1213" | "1205" | "HY000"))
+}
+
+/// One attempt at a batch, step by step in one transaction; `None` when `Together` found a
+/// message already stored (the caller redoes the batch `PerChat`).
+async fn try_apply(
+    inner: &Inner,
+    batch: &[Event],
+    mode: Inserts,
+) -> Result<Option<Vec<Applied>>, BackendError> {
+    let mut tx = inner.pool.begin().await?;
+    let mut outcomes: Outcomes = vec![None; batch.len()];
+    write_applications(&mut tx, batch, &mut outcomes).await?;
+    let (chats, new_chats) = find_or_create_chats(&mut tx, &inner.ids, batch).await?;
+    let per_chat = answer_chats_and_messages(batch, &chats, &mut outcomes);
+    let grown = match mode {
+        Inserts::Together => match insert_together(&mut tx, &per_chat).await? {
+            Some(grown) => grown,
+            // A row was already stored: dropping `tx` rolls the batch back, to be redone.
+            None => return Ok(None),
+        },
+        Inserts::PerChat => insert_per_chat(&mut tx, &per_chat).await?,
+    };
+    write_edits(&mut tx, batch, &chats, &mut outcomes).await?;
+    add_message_counts(&mut tx, grown).await?;
+    add_chat_counts(&mut tx, &new_chats).await?;
+    tx.commit().await?;
+    remember_committed(&inner.ids, chats);
+    Ok(Some(
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Applied::NotFound))
+            .collect(),
+    ))
+}
+
+/// Step 1: applications, created or renamed in order; each answered with its stored row.
+async fn write_applications(
+    tx: &mut MySqlConnection,
+    batch: &[Event],
+    outcomes: &mut Outcomes,
+) -> Result<(), BackendError> {
+    for (index, event) in batch.iter().enumerate() {
+        match event {
+            Event::ApplicationCreated { token, name, at } => {
+                sqlx::query(
+                    "INSERT IGNORE INTO applications (token, name, chats_count, created_at, updated_at) \
+                     VALUES (?, ?, 0, ?, ?)",
+                )
+                .bind(token)
+                .bind(name)
+                .bind(naive(at))
+                .bind(naive(at))
+                .execute(&mut *tx)
+                .await?;
+                outcomes[index] = Some(stored_application(tx, token).await?);
+            }
+            Event::ApplicationRenamed { token, name, at } => {
+                sqlx::query("UPDATE applications SET name = ?, updated_at = ? WHERE token = ?")
+                    .bind(name)
+                    .bind(naive(at))
+                    .bind(token)
+                    .execute(&mut *tx)
+                    .await?;
+                outcomes[index] = Some(stored_application(tx, token).await?);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The chats the batch names and the earliest time of each (a chat created from a message's
+/// coordinates takes it), sorted so that two workers lock them in the same order.
+fn chats_named(batch: &[Event]) -> BTreeMap<(&str, u64), DateTime<Utc>> {
+    let mut wanted: BTreeMap<(&str, u64), DateTime<Utc>> = BTreeMap::new();
+    for event in batch {
+        if let Event::ChatCreated {
+            token,
+            number: chat,
+            at,
+        }
+        | Event::MessageCreated {
+            token, chat, at, ..
+        }
+        | Event::MessageEdited {
+            token, chat, at, ..
+        } = event
+        {
+            let first = wanted.entry((token.as_str(), *chat)).or_insert(*at);
+            *first = (*first).min(*at);
+        }
+    }
+    wanted
+}
+
+/// Step 2: the ids of the chats the batch names, from the cache of committed chats, else
+/// looked up, else created from their coordinates (a message may arrive before its chat's
+/// event). A chat whose application does not exist is left out. Also returns, per
+/// application, the chats created here, for its count.
+async fn find_or_create_chats<'a>(
+    tx: &mut MySqlConnection,
+    cache: &IdCache,
+    batch: &'a [Event],
+) -> Result<(ChatIds<'a>, NewChats), BackendError> {
+    let mut chats = ChatIds::new();
+    let mut new_chats = NewChats::new();
+    for (&(token, number), at) in &chats_named(batch) {
+        if let Some(ids) = cache.committed_chat(token, number) {
+            chats.insert((token, number), ids);
+            continue;
+        }
+        if let Some(ids) = existing_chat(tx, token, number, false).await? {
+            chats.insert((token, number), ids);
+            continue;
+        }
+        let inserted = sqlx::query(
+            "INSERT IGNORE INTO chats (application_id, number, messages_count, created_at, updated_at) \
+             SELECT id, ?, 0, ?, ? FROM applications WHERE token = ?",
+        )
+        .bind(number as i64)
+        .bind(naive(at))
+        .bind(naive(at))
+        .bind(token)
+        .execute(&mut *tx)
+        .await?;
+        // A locking read: if another transaction (the chats topic's worker) created the chat
+        // after this one's snapshot, the insert above was ignored and a plain read would not
+        // see the row either; the messages would then be dropped as "chat not found".
+        if let Some((app_id, chat_id)) = existing_chat(tx, token, number, true).await? {
+            if inserted.rows_affected() == 1 {
+                let entry = new_chats.entry(app_id).or_insert((0, *at));
+                entry.0 += 1;
+                entry.1 = entry.1.max(*at);
+            }
+            chats.insert((token, number), (app_id, chat_id));
+        }
+    }
+    Ok((chats, new_chats))
+}
+
+/// Step 3: answers chat creations (the chat was found or created in step 2) and message
+/// creations, which are answered with what they carry (an insert that finds its row already
+/// there is a replay of the same event), and gathers the messages to insert per chat.
+fn answer_chats_and_messages<'a>(
+    batch: &'a [Event],
+    chats: &ChatIds<'_>,
+    outcomes: &mut Outcomes,
+) -> PerChat<'a> {
+    let mut per_chat = PerChat::new();
+    for (index, event) in batch.iter().enumerate() {
+        match event {
+            Event::ChatCreated { token, number, at } => {
+                outcomes[index] = Some(match chats.get(&(token.as_str(), *number)) {
+                    Some(_) => Applied::Chat(Chat::new(*number, 0, *at, *at)),
+                    None => Applied::NotFound,
+                });
+            }
+            Event::MessageCreated {
+                token,
+                chat,
+                number,
+                body,
+                at,
+            } => {
+                outcomes[index] = Some(match chats.get(&(token.as_str(), *chat)) {
+                    Some((_, chat_id)) => {
+                        per_chat
+                            .entry(*chat_id)
+                            .or_default()
+                            .push((*number, body, at));
+                        Applied::Message(Message::new(*chat, *number, body.clone(), *at, *at))
+                    }
+                    None => Applied::NotFound,
+                });
+            }
+            _ => {}
+        }
+    }
+    per_chat
+}
+
+/// Step 5 (step 4 is in `messages.rs`): edits, in order (after the creations they follow),
+/// each answered with its stored row.
+async fn write_edits(
+    tx: &mut MySqlConnection,
+    batch: &[Event],
+    chats: &ChatIds<'_>,
+    outcomes: &mut Outcomes,
+) -> Result<(), BackendError> {
+    for (index, event) in batch.iter().enumerate() {
+        if let Event::MessageEdited {
+            token,
+            chat,
+            number,
+            body,
+            at,
+        } = event
+        {
+            let Some((_, chat_id)) = chats.get(&(token.as_str(), *chat)) else {
+                outcomes[index] = Some(Applied::NotFound);
+                continue;
+            };
+            sqlx::query(
+                "UPDATE messages SET body = ?, updated_at = ? WHERE chat_id = ? AND number = ?",
+            )
+            .bind(body)
+            .bind(naive(at))
+            .bind(chat_id)
+            .bind(*number as i64)
+            .execute(&mut *tx)
+            .await?;
+            let row: Option<MessageRow> = sqlx::query_as(
+                "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ? AND number = ?",
+            )
+            .bind(chat_id)
+            .bind(*number as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+            outcomes[index] = Some(row.map_or(Applied::NotFound, |row| {
+                Applied::Message(message(*chat, row))
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Step 7 (step 6 is in `messages.rs`): each application's count grows by the chats this
+/// batch created.
+async fn add_chat_counts(
+    tx: &mut MySqlConnection,
+    new_chats: &NewChats,
+) -> Result<(), BackendError> {
+    for (app_id, (count, at)) in new_chats {
+        sqlx::query("UPDATE applications SET chats_count = chats_count + ?, updated_at = GREATEST(updated_at, ?) WHERE id = ?")
+            .bind(count)
+            .bind(naive(at))
+            .bind(app_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// After the commit, and only then, are these ids certain to exist: a rolled-back id could be
+/// reused by another row.
+fn remember_committed(ids: &IdCache, chats: ChatIds<'_>) {
+    for ((token, number), (app_id, chat_id)) in chats {
+        ids.remember_app(token, app_id);
+        ids.remember_chat(app_id, number, chat_id);
+    }
+}
+
+async fn stored_application(
+    tx: &mut MySqlConnection,
+    token: &str,
+) -> Result<Applied, BackendError> {
+    let row = sqlx::query_as(
+        "SELECT CAST(token AS CHAR), name, chats_count, created_at, updated_at FROM applications WHERE token = ?",
+    )
+    .bind(token)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(row.map_or(Applied::NotFound, |row| {
+        Applied::Application(application(row))
+    }))
+}
+
+/// The chat's (application id, chat id). `current`: a locking read (`LOCK IN SHARE MODE`),
+/// which sees the latest committed row whatever this transaction's snapshot.
+async fn existing_chat(
+    tx: &mut MySqlConnection,
+    token: &str,
+    number: u64,
+    current: bool,
+) -> Result<Option<(i64, i64)>, BackendError> {
+    const FIND: &str = "SELECT c.application_id, c.id FROM chats c \
+         JOIN applications a ON a.id = c.application_id WHERE a.token = ? AND c.number = ?";
+    const FIND_LOCKED: &str = "SELECT c.application_id, c.id FROM chats c \
+         JOIN applications a ON a.id = c.application_id WHERE a.token = ? AND c.number = ? \
+         LOCK IN SHARE MODE";
+    Ok(sqlx::query_as(if current { FIND_LOCKED } else { FIND })
+        .bind(token)
+        .bind(number as i64)
+        .fetch_optional(&mut *tx)
+        .await?)
+}
