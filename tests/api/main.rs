@@ -5,6 +5,7 @@ mod applications;
 mod bench;
 mod chats;
 mod crash;
+mod durability;
 mod elasticsearch;
 mod errors;
 mod faults;
