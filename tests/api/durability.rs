@@ -5,16 +5,14 @@
 //! and the trace must show, for each write request, an `fsync`/`fdatasync` of the database (or
 //! its WAL) between the read of the request and the write of its answer. The same run under
 //! `eatmydata` (fsync made a no-op) must be reported by the checker, so the checker is shown to
-//! catch faked durability. The SIGTERM test keeps 32 writers busy while the signal arrives.
+//! catch faked durability.
 //!
 //! Processes are spawned here rather than through `helpers.rs` because the server has to run
-//! under a wrapper (`strace`, `eatmydata`).
+//! under a wrapper (`strace`, `eatmydata`); `shutdown.rs` starts its server the same way.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -24,15 +22,15 @@ use tokio::process::{Child, Command};
 use tokio::time::timeout;
 
 /// The bound on every wait of these tests: start-up, one request, an exit, a join.
-const DEADLINE: Duration = Duration::from_secs(60);
+pub const DEADLINE: Duration = Duration::from_secs(60);
 
-struct Process {
-    child: Child,
-    address: String,
+pub struct Process {
+    pub child: Child,
+    pub address: String,
 }
 
 /// Starts `prefix... chat-system serve` on a random port over `data` and waits for its address.
-async fn serve(prefix: &[String], data: &Path) -> Process {
+pub async fn serve(prefix: &[String], data: &Path) -> Process {
     let binary = env!("CARGO_BIN_EXE_chat-system");
     let (program, wrapper) = match prefix.split_first() {
         Some((program, rest)) => (program.as_str(), rest),
@@ -76,7 +74,7 @@ async fn serve(prefix: &[String], data: &Path) -> Process {
     Process { child, address }
 }
 
-async fn terminate(pid: u32) {
+pub async fn terminate(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -172,6 +170,13 @@ async fn traced_writes(fake_fsync: bool) -> String {
     std::fs::read_to_string(&trace).expect("read the trace")
 }
 
+/// Whether a call's first argument is a socket: `-yy` names it `TCP:[…]`, or `socket:[inode]`
+/// when strace could not ask the kernel for the addresses.
+fn is_socket(call: &str) -> bool {
+    call.split_once(", ")
+        .is_some_and(|(fd, _)| fd.contains("<TCP") || fd.contains("<socket:["))
+}
+
 /// Checks an `strace -f -yy` trace: every HTTP write request read from a client socket is
 /// followed, before its `HTTP/1.1 20x` answer is written, by a completed fsync of the database
 /// or its WAL. `Err` lists the exchanges without one. File order is the order of events across
@@ -199,8 +204,7 @@ fn check_trace(trace: &str, expected: usize) -> Result<(), String> {
         let name = call.split('(').next().unwrap_or_default();
         match name {
             "read" | "readv" | "recvfrom" | "recvmsg"
-                if call.contains("TCP")
-                    && (call.contains("\"POST /") || call.contains("\"PUT /")) =>
+                if is_socket(&call) && (call.contains("\"POST /") || call.contains("\"PUT /")) =>
             {
                 let request = call.split('"').nth(1).unwrap_or_default();
                 let request = request.split("\\r\\n").next().unwrap_or_default();
@@ -245,6 +249,15 @@ fn check_trace(trace: &str, expected: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Keeps a failed test's trace (the temporary directory goes) and says where.
+fn keep(test: &str, trace: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{test}.strace.log"));
+    match std::fs::write(&path, trace) {
+        Ok(()) => path.display().to_string(),
+        Err(error) => format!("not kept: {error}"),
+    }
+}
+
 #[tokio::test]
 async fn every_write_is_fsynced_before_its_answer() {
     let test = "every_write_is_fsynced_before_its_answer";
@@ -253,7 +266,7 @@ async fn every_write_is_fsynced_before_its_answer() {
     }
     let trace = traced_writes(false).await;
     if let Err(missing) = check_trace(&trace, 4) {
-        panic!("{missing}");
+        panic!("{missing}; the trace: {}", keep(test, &trace));
     }
 }
 
@@ -264,181 +277,16 @@ async fn the_fsync_check_catches_eatmydata() {
         return;
     }
     let trace = traced_writes(true).await;
-    let report = check_trace(&trace, 4).expect_err("eatmydata's no-op fsync must be reported");
+    let report = match check_trace(&trace, 4) {
+        Ok(()) => panic!(
+            "eatmydata's no-op fsync not reported: {}",
+            keep(test, &trace)
+        ),
+        Err(report) => report,
+    };
     assert!(
         report.starts_with("4 of 4 writes answered with no fsync"),
-        "{report}"
-    );
-}
-
-/// What a writer saw: the messages answered `201`, and whether it was refused at the end.
-type Acknowledged = Arc<Mutex<Vec<(u64, u64, String)>>>;
-
-/// One of 32 writers: posts until the server refuses it. A refusal is a transport error (the
-/// connection refused, reset or closed) once shutdown has begun; anything else fails the test:
-/// an error before SIGTERM, a timeout (a hang), or any status but `201` (the server drains its
-/// in-flight requests on SIGTERM, so it has no reason to answer 503).
-async fn writer(
-    writer: u64,
-    address: String,
-    token: String,
-    chats: u64,
-    stopping: Arc<AtomicBool>,
-    acknowledged: Acknowledged,
-) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client");
-    for i in 0.. {
-        let chat = 1 + (writer + i) % chats;
-        let body = format!("writer {writer} message {i}");
-        let url = format!("{address}/applications/{token}/chats/{chat}/messages");
-        let shutting_down = stopping.load(Ordering::SeqCst);
-        let response = match client.post(url).json(&json!({ "body": body })).send().await {
-            Ok(response) => response,
-            Err(error) if shutting_down && !error.is_timeout() => return,
-            Err(error) => {
-                panic!("writer {writer}: no answer (shutdown begun: {shutting_down}): {error:?}")
-            }
-        };
-        let status = response.status();
-        let text = response.text().await.unwrap_or_else(|error| {
-            panic!("writer {writer}: {status} with an unreadable body: {error:?}")
-        });
-        assert_eq!(status, StatusCode::CREATED, "writer {writer}: {text}");
-        let message: Value = serde_json::from_str(&text).expect("a JSON message");
-        let number = message["number"].as_u64().expect("a number");
-        acknowledged
-            .lock()
-            .expect("lock")
-            .push((chat, number, body));
-    }
-}
-
-/// Every message under `chat_url`, page by page.
-async fn list(client: &reqwest::Client, chat_url: &str) -> Vec<Value> {
-    let mut all: Vec<Value> = Vec::new();
-    loop {
-        let after = all
-            .last()
-            .map_or(0, |m| m["number"].as_u64().expect("a number"));
-        let page: Vec<Value> = client
-            .get(format!("{chat_url}/messages?per_page=1000&after={after}"))
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("a JSON list");
-        if page.is_empty() {
-            return all;
-        }
-        all.extend(page);
-    }
-}
-
-#[tokio::test]
-async fn sigterm_with_32_writers_in_flight_stores_every_answered_write() {
-    let test = "sigterm_with_32_writers_in_flight_stores_every_answered_write";
-    if crate::helpers::embedded_only(test) {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut server = serve(&[], dir.path()).await;
-    let client = reqwest::Client::builder()
-        .timeout(DEADLINE)
-        .build()
-        .expect("client");
-    let url = format!("{}/applications", server.address);
-    let response = client
-        .post(url)
-        .json(&json!({ "name": "term" }))
-        .send()
-        .await;
-    let app: Value = response
-        .expect("create an application")
-        .json()
-        .await
-        .expect("JSON");
-    let token = app["token"].as_str().expect("a token").to_owned();
-    let chats = 4u64;
-    for _ in 0..chats {
-        let url = format!("{}/applications/{token}/chats", server.address);
-        let response = client.post(url).send().await.expect("create a chat");
-        assert_eq!(response.status(), StatusCode::CREATED);
-    }
-
-    let stopping = Arc::new(AtomicBool::new(false));
-    let acknowledged: Acknowledged = Arc::default();
-    let writers: Vec<_> = (0..32)
-        .map(|w| {
-            let (address, token) = (server.address.clone(), token.clone());
-            let task = writer(
-                w,
-                address,
-                token,
-                chats,
-                stopping.clone(),
-                acknowledged.clone(),
-            );
-            tokio::spawn(task)
-        })
-        .collect();
-    // SIGTERM once the writers are well under way, so requests are in flight when it lands.
-    timeout(DEADLINE, async {
-        while acknowledged.lock().expect("lock").len() < 300 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("300 writes acknowledged within the deadline");
-    stopping.store(true, Ordering::SeqCst);
-    terminate(server.child.id().expect("the server runs")).await;
-    let exit = timeout(DEADLINE, server.child.wait())
-        .await
-        .expect("the server exited within the deadline after SIGTERM")
-        .expect("wait for the server");
-    assert!(exit.success(), "clean exit after SIGTERM: {exit:?}");
-    for (w, task) in writers.into_iter().enumerate() {
-        let joined = timeout(DEADLINE, task).await;
-        let joined = joined.unwrap_or_else(|_| panic!("writer {w} still running after the exit"));
-        if let Err(error) = joined {
-            std::panic::resume_unwind(error.into_panic());
-        }
-    }
-    let acknowledged = acknowledged.lock().expect("lock").clone();
-
-    let restarted = serve(&[], dir.path()).await;
-    let mut stored: BTreeMap<(u64, u64), String> = BTreeMap::new();
-    for chat in 1..=chats {
-        let mut bodies = BTreeSet::new();
-        let chat_url = format!("{}/applications/{token}/chats/{chat}", restarted.address);
-        for message in list(&client, &chat_url).await {
-            let body = message["body"].as_str().expect("a body").to_owned();
-            assert!(
-                bodies.insert(body.clone()),
-                "chat {chat}: {body:?} stored twice"
-            );
-            let number = message["number"].as_u64().expect("a number");
-            stored.insert((chat, number), body);
-        }
-    }
-    for (chat, number, body) in &acknowledged {
-        assert_eq!(
-            stored.get(&(*chat, *number)),
-            Some(body),
-            "chat {chat} message {number}, answered 201, after the restart"
-        );
-    }
-    let answered: BTreeSet<(u64, u64)> = acknowledged.iter().map(|(c, n, _)| (*c, *n)).collect();
-    assert_eq!(
-        answered.len(),
-        acknowledged.len(),
-        "no number answered twice"
-    );
-    eprintln!(
-        "{test}: {} writes answered before the exit",
-        acknowledged.len()
+        "{report}; the trace: {}",
+        keep(test, &trace)
     );
 }

@@ -16,5 +16,6 @@ mod messages;
 mod ops;
 mod scaled;
 mod search;
+mod shutdown;
 mod stack;
 mod store;
