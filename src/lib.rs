@@ -8,27 +8,46 @@
 //! Writes are **events**, and everything hangs off that idea:
 //!
 //! ```text
-//! HTTP handler ──> sequencer (number) ──> event sink ──ack──> 201
-//!  (http/)          (sequencer/)           (events/)
-//!                                           └─ direct: group-commit writer ─> store.apply(batch)
-//! reads:  HTTP handler ──> store (store/)     search: HTTP handler ──> search port (search/)
+//! HTTP handler ──> Service ──> sequencer (number) ──> event sink ──ack──> 201
+//!  (http/)        (service.rs)  (sequencer/)            (events/)
+//!                                 ├ embedded: direct.rs  group-commit writer ─> store.apply(batch)
+//!                                 └ scaled:   kafka.rs   topic ─> worker.rs ─> store.apply(batch)
+//!                                                                          └─> Indexer (search/)
+//! reads:  HTTP handler ──> Service ──> store (store/)    search: ──> Search port (search/)
 //! ```
 //!
-//! - [`domain`]: tokens, numbers, names, bodies, search terms: validation lives here, once.
-//! - [`http`]: the router and thin handlers; [`error`] renders every failure as
-//!   `{"error": {"code", "message"}}`.
-//! - [`service`]: what each request does, on the ports of [`app::App`].
-//! - [`sequencer`]: who hands out numbers. Embedded: in-process counters, safe because a data
-//!   directory is locked by one process.
-//! - [`events`]: where writes go. Embedded: [`events::direct::DirectSink`], a writer task that
-//!   gathers concurrent writes into one transaction and one fsync (group commit), answering each
-//!   request after the commit.
-//! - [`store`]: where rows live. [`store::Store::apply`] is the only write path: idempotent, one
-//!   transaction per batch, counts updated in it. Embedded: SQLite in WAL mode (rusqlite; point
-//!   reads on the request's thread, writes on the blocking pool).
-//! - [`search`]: the search port. Embedded: SQLite FTS5 with the trigram tokenizer, in its own
-//!   file kept by a background indexer (`store/sqlite_index.rs`), off the write path.
-//! - [`app`] builds the ports from [`config::Config`] and serves; [`cli`] is the command line.
+//! Dependencies point one way (`.ci/layers.py` checks it): `main → cli → app → http → service
+//! → ports ← adapters`, with `domain`, `error` and `config` at the bottom.
+//!
+//! - [`domain`]: tokens, numbers, names, bodies, search terms (validation lives here, once), and
+//!   [`domain::event`]: the typed write events and what applying one produced.
+//! - [`http`]: the router, thin handlers and middleware (limits, idempotency, metrics) over an
+//!   [`http::HttpState`]; `http::serve(listener, state, shutdown)`. [`error`] renders every
+//!   failure as `{"error": {"code", "message"}}`.
+//! - [`service`]: [`service::Service`], the ports and what each request does with them.
+//! - Ports (trait in the folder's `mod.rs`) and their adapters (one file or folder each):
+//!   - [`store`] (`Store`): `store/sqlite/` (embedded: SQLite in WAL mode on rusqlite, point reads
+//!     on the request's thread, writes on the blocking pool, FTS5 search kept by a background
+//!     indexer in its own file) and `store/mysql/` (scaled: MySQL/MariaDB on sqlx).
+//!     [`store::Store::apply`] is the only write path: idempotent, one transaction per batch,
+//!     counts updated in it.
+//!   - [`sequencer`] (`Sequencer`): who hands out numbers. `memory.rs` (embedded: in-process
+//!     counters, safe because a data directory is locked by one process), `redis.rs` (scaled:
+//!     `INCR`, with recovery after a Redis reset).
+//!   - [`events`] (`EventSink`): where writes go. `direct.rs` (embedded: a writer task that
+//!     gathers concurrent writes into one transaction and one fsync, answering each request
+//!     after the commit), `kafka.rs` (scaled: a topic per model, answered after the broker's
+//!     acknowledgement).
+//!   - [`search`] (`Search`, `Indexer`): the SQL stores search themselves;
+//!     `search/elasticsearch/` is the scaled search engine.
+//!   - [`idempotency`] (`Idempotency`, `ResponseStore`): `local.rs` (embedded: claims in the
+//!     process, responses in the store), `redis.rs` (scaled: `SET NX`).
+//!   - [`redis_conn`]: the Redis connection that heals itself, shared by the Redis adapters.
+//! - [`worker`] (scaled): consumes a topic in batches, stores them (one consumer group) and
+//!   indexes messages (another group), committing offsets after each batch took effect.
+//! - [`app`]: the composition root, the ports built from [`config::Config`] by URL scheme;
+//!   [`cli`]: the command line and its commands (`serve`, `migrate`, `sync-counts`, `reindex`,
+//!   `worker`).
 
 pub mod app;
 pub mod cli;

@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use anyhow::anyhow;
-
+use crate::domain::event::{
+    ApplicationCreated, ApplicationRenamed, ChatCreated, MessageCreated, MessageEdited,
+};
 use crate::domain::{self, Application, Body, Chat, Message, Name, Page, SearchTerms, Token};
 use crate::error::ApiError;
-use crate::events::{Applied, Event, EventSink};
+use crate::events::EventSink;
 use crate::search::Search;
 use crate::sequencer::Sequencer;
 use crate::store::Store;
@@ -34,23 +35,15 @@ fn message_not_found() -> ApiError {
     ApiError::not_found("message not found")
 }
 
-fn unexpected(applied: Applied) -> ApiError {
-    ApiError::Internal(anyhow!("unexpected outcome from the store: {applied:?}"))
-}
-
 impl Service {
     pub async fn create_application(&self, name: Name) -> Result<Application, ApiError> {
-        let event = Event::ApplicationCreated {
-            token: Token::generate().to_string(),
+        let token = Token::generate();
+        let event = ApplicationCreated {
+            token: token.clone(),
             name: name.into_inner(),
             at: domain::now(),
         };
-        let application = match self.sink.send(event).await? {
-            Applied::Application(application) => application,
-            other => return Err(unexpected(other)),
-        };
-        let token =
-            Token::parse(&application.token).ok_or_else(|| unexpected(Applied::NotFound))?;
+        let application = self.sink.create_application(event).await?;
         self.sequencer.application_created(&token).await?;
         Ok(application)
     }
@@ -67,16 +60,15 @@ impl Service {
         token: &Token,
         name: Name,
     ) -> Result<Application, ApiError> {
-        let event = Event::ApplicationRenamed {
-            token: token.to_string(),
+        let event = ApplicationRenamed {
+            token: token.clone(),
             name: name.into_inner(),
             at: domain::now(),
         };
-        match self.sink.send(event).await? {
-            Applied::Application(application) => Ok(application),
-            Applied::NotFound => Err(application_not_found()),
-            other => Err(unexpected(other)),
-        }
+        self.sink
+            .rename_application(event)
+            .await?
+            .ok_or_else(application_not_found)
     }
 
     pub async fn create_chat(&self, token: &Token) -> Result<Chat, ApiError> {
@@ -85,16 +77,15 @@ impl Service {
             .next_chat_number(token)
             .await?
             .ok_or_else(application_not_found)?;
-        let event = Event::ChatCreated {
-            token: token.to_string(),
+        let event = ChatCreated {
+            token: token.clone(),
             number,
             at: domain::now(),
         };
-        match self.sink.send(event).await? {
-            Applied::Chat(chat) => Ok(chat),
-            Applied::NotFound => Err(application_not_found()),
-            other => Err(unexpected(other)),
-        }
+        self.sink
+            .create_chat(event)
+            .await?
+            .ok_or_else(application_not_found)
     }
 
     pub async fn chats(&self, token: &Token, page: Page) -> Result<Vec<Chat>, ApiError> {
@@ -122,18 +113,17 @@ impl Service {
             .next_message_number(token, chat)
             .await?
             .ok_or_else(chat_not_found)?;
-        let event = Event::MessageCreated {
-            token: token.to_string(),
+        let event = MessageCreated {
+            token: token.clone(),
             chat,
             number,
             body: body.into_inner(),
             at: domain::now(),
         };
-        match self.sink.send(event).await? {
-            Applied::Message(message) => Ok(message),
-            Applied::NotFound => Err(chat_not_found()),
-            other => Err(unexpected(other)),
-        }
+        self.sink
+            .create_message(event)
+            .await?
+            .ok_or_else(chat_not_found)
     }
 
     pub async fn messages(
@@ -167,18 +157,17 @@ impl Service {
         number: u64,
         body: Body,
     ) -> Result<Message, ApiError> {
-        let event = Event::MessageEdited {
-            token: token.to_string(),
+        let event = MessageEdited {
+            token: token.clone(),
             chat,
             number,
             body: body.into_inner(),
             at: domain::now(),
         };
-        match self.sink.send(event).await? {
-            Applied::Message(message) => Ok(message),
-            Applied::NotFound => Err(message_not_found()),
-            other => Err(unexpected(other)),
-        }
+        self.sink
+            .edit_message(event)
+            .await?
+            .ok_or_else(message_not_found)
     }
 
     pub async fn search(

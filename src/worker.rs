@@ -20,9 +20,9 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use crate::domain::event::Event;
 use crate::error::BackendError;
 use crate::events::kafka::{client_config, Topics};
-use crate::events::Event;
 use crate::search::{IndexOp, Indexer};
 use crate::store::Store;
 
@@ -164,7 +164,7 @@ impl Role {
     async fn apply(&self, events: &[Event], shutdown: &mut watch::Receiver<bool>) -> bool {
         let ops: Vec<IndexOp> = match self {
             Self::Store(_) => Vec::new(),
-            Self::Index { .. } => events.iter().filter_map(index_op).collect(),
+            Self::Index { .. } => events.iter().filter_map(IndexOp::of).collect(),
         };
         if matches!(self, Self::Index { .. }) && ops.is_empty() {
             return true;
@@ -311,38 +311,5 @@ pub async fn sync_counts_periodically(
             ),
             Err(err) => tracing::warn!(error = %err, "sync-counts failed"),
         }
-    }
-}
-
-/// What a stored event changes in the search index.
-fn index_op(event: &Event) -> Option<IndexOp> {
-    match event {
-        Event::MessageCreated {
-            token,
-            chat,
-            number,
-            body,
-            at,
-        } => Some(IndexOp::Create {
-            token: token.clone(),
-            chat: *chat,
-            number: *number,
-            body: body.clone(),
-            created_at: *at,
-        }),
-        Event::MessageEdited {
-            token,
-            chat,
-            number,
-            body,
-            at,
-        } => Some(IndexOp::Edit {
-            token: token.clone(),
-            chat: *chat,
-            number: *number,
-            body: body.clone(),
-            updated_at: *at,
-        }),
-        _ => None,
     }
 }

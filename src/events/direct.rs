@@ -1,7 +1,7 @@
 //! The embedded sink: group commit without a queue.
 //!
 //! One writer task owns the write path. It waits for an event, takes every other event already
-//! waiting (up to [`MAX_BATCH`]), applies them all in one `store.apply` transaction (one fsync),
+//! waiting (up to [`WRITER_MAX_BATCH`]), applies them all in one `store.apply` transaction (one fsync),
 //! then answers each request. While it commits, new requests queue up and form the next batch,
 //! so the batch size follows the load and a lone request is never delayed by a timer.
 
@@ -10,13 +10,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Applied, Event, EventSink};
+use super::EventSink;
+use crate::domain::event::{Applied, Event};
 use crate::error::BackendError;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Most events in one transaction: bounds the time a batch holds the write lock.
-pub const MAX_BATCH: usize = 2048;
+pub const WRITER_MAX_BATCH: usize = 2048;
 /// Requests that may wait for the writer before senders are made to wait too (back-pressure).
 const QUEUE: usize = 16 * 1024;
 
@@ -65,11 +66,11 @@ async fn run_writer(
     metrics: Metrics,
     mut receiver: mpsc::Receiver<Command>,
 ) {
-    let mut commands = Vec::with_capacity(MAX_BATCH);
-    let mut events = Vec::with_capacity(MAX_BATCH);
-    let mut replies = Vec::with_capacity(MAX_BATCH);
+    let mut commands = Vec::with_capacity(WRITER_MAX_BATCH);
+    let mut events = Vec::with_capacity(WRITER_MAX_BATCH);
+    let mut replies = Vec::with_capacity(WRITER_MAX_BATCH);
     loop {
-        if receiver.recv_many(&mut commands, MAX_BATCH).await == 0 {
+        if receiver.recv_many(&mut commands, WRITER_MAX_BATCH).await == 0 {
             return;
         }
         let mut stop = None;

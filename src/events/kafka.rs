@@ -17,7 +17,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::{Applied, Backlog, Event, EventSink};
+use super::{Backlog, EventSink};
+use crate::domain::event::{Applied, Event};
 use crate::domain::{Chat, Message, Token};
 use crate::error::BackendError;
 use crate::store::Store;
@@ -54,7 +55,7 @@ impl Topics {
     }
 
     /// The partition key: everything of one chat in one partition, in order.
-    pub fn key(token: &str, chat: u64) -> String {
+    pub fn key(token: &Token, chat: u64) -> String {
         format!("{token}:{chat}")
     }
 }
@@ -188,16 +189,13 @@ impl KafkaSink {
     /// The stored message, waiting up to the visibility bound for a worker to persist it.
     async fn persisted(
         &self,
-        token: &str,
+        token: &Token,
         chat: u64,
         number: u64,
     ) -> Result<Option<Message>, BackendError> {
-        let Some(token) = Token::parse(token) else {
-            return Ok(None);
-        };
         let deadline = tokio::time::Instant::now() + EDIT_VISIBILITY;
         loop {
-            if let Some(message) = self.store.message(&token, chat, number).await? {
+            if let Some(message) = self.store.message(token, chat, number).await? {
                 return Ok(Some(message));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -212,49 +210,29 @@ impl KafkaSink {
 impl EventSink for KafkaSink {
     async fn send(&self, event: Event) -> Result<Applied, BackendError> {
         match &event {
-            Event::ApplicationCreated { .. } | Event::ApplicationRenamed { .. } => {
+            // Applications are created synchronously: the token must be usable at once.
+            Event::ApplicationCreated(_) | Event::ApplicationRenamed(_) => {
                 let mut outcomes = self.store.apply(std::slice::from_ref(&event)).await?;
                 Ok(outcomes.pop().unwrap_or(Applied::NotFound))
             }
-            Event::ChatCreated { token, number, at } => {
-                self.publish(&self.topics.chats, &Topics::key(token, *number), &event)
-                    .await?;
-                Ok(Applied::Chat(Chat::new(*number, 0, *at, *at)))
+            Event::ChatCreated(chat) => {
+                let key = Topics::key(&chat.token, chat.number);
+                self.publish(&self.topics.chats, &key, &event).await?;
+                Ok(Applied::Chat(Chat::from(chat)))
             }
-            Event::MessageCreated {
-                token,
-                chat,
-                number,
-                body,
-                at,
-            } => {
-                self.publish(&self.topics.messages, &Topics::key(token, *chat), &event)
-                    .await?;
-                Ok(Applied::Message(Message::new(
-                    *chat,
-                    *number,
-                    body.clone(),
-                    *at,
-                    *at,
-                )))
+            Event::MessageCreated(message) => {
+                let key = Topics::key(&message.token, message.chat);
+                self.publish(&self.topics.messages, &key, &event).await?;
+                Ok(Applied::Message(Message::from(message)))
             }
-            Event::MessageEdited {
-                token,
-                chat,
-                number,
-                body,
-                at,
-            } => {
-                let Some(stored) = self.persisted(token, *chat, *number).await? else {
+            Event::MessageEdited(edit) => {
+                let Some(stored) = self.persisted(&edit.token, edit.chat, edit.number).await?
+                else {
                     return Ok(Applied::NotFound);
                 };
-                self.publish(&self.topics.messages, &Topics::key(token, *chat), &event)
-                    .await?;
-                Ok(Applied::Message(Message {
-                    body: body.clone(),
-                    updated_at: *at,
-                    ..stored
-                }))
+                let key = Topics::key(&edit.token, edit.chat);
+                self.publish(&self.topics.messages, &key, &event).await?;
+                Ok(Applied::Message(edit.applied_to(stored)))
             }
         }
     }

@@ -10,60 +10,18 @@ pub mod direct;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 
+use anyhow::anyhow;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
+use crate::domain::event::{
+    ApplicationCreated, ApplicationRenamed, Applied, ChatCreated, Event, MessageCreated,
+    MessageEdited,
+};
 use crate::domain::{Application, Chat, Message};
 use crate::error::BackendError;
 
-/// One write. Events carry everything the store needs (numbers and times included), so applying
-/// one twice changes nothing: the store is idempotent by construction.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
-    ApplicationCreated {
-        token: String,
-        name: String,
-        at: DateTime<Utc>,
-    },
-    ApplicationRenamed {
-        token: String,
-        name: String,
-        at: DateTime<Utc>,
-    },
-    ChatCreated {
-        token: String,
-        number: u64,
-        at: DateTime<Utc>,
-    },
-    MessageCreated {
-        token: String,
-        chat: u64,
-        number: u64,
-        body: String,
-        at: DateTime<Utc>,
-    },
-    MessageEdited {
-        token: String,
-        chat: u64,
-        number: u64,
-        body: String,
-        at: DateTime<Utc>,
-    },
-}
-
-/// What applying one event produced: the resource as stored, or `NotFound` when its parent
-/// (or, for an edit, the resource itself) does not exist.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Applied {
-    Application(Application),
-    Chat(Chat),
-    Message(Message),
-    NotFound,
-}
-
-/// Where handlers send writes. `send` returns once the event is durable.
+/// Where handlers send writes. `send` returns once the event is durable; the service calls the
+/// typed methods of `dyn EventSink` below, one per kind of write.
 #[async_trait]
 pub trait EventSink: Send + Sync {
     async fn send(&self, event: Event) -> Result<Applied, BackendError>;
@@ -86,4 +44,65 @@ impl Backlog for NoBacklog {
     async fn drained(&self) -> Result<bool, BackendError> {
         Ok(true)
     }
+}
+
+/// The typed face of a sink: each kind of write answers its own kind of outcome (`None`: the
+/// parent, or for an edit the message, does not exist). The one place where an outcome of the
+/// wrong kind could surface is [`outcome`], as an internal error.
+impl dyn EventSink + '_ {
+    pub async fn create_application(
+        &self,
+        event: ApplicationCreated,
+    ) -> Result<Application, BackendError> {
+        match self.send(event.into()).await? {
+            Applied::Application(application) => Ok(application),
+            other => Err(outcome("an application creation", &other)),
+        }
+    }
+
+    pub async fn rename_application(
+        &self,
+        event: ApplicationRenamed,
+    ) -> Result<Option<Application>, BackendError> {
+        match self.send(event.into()).await? {
+            Applied::Application(application) => Ok(Some(application)),
+            Applied::NotFound => Ok(None),
+            other => Err(outcome("a rename", &other)),
+        }
+    }
+
+    pub async fn create_chat(&self, event: ChatCreated) -> Result<Option<Chat>, BackendError> {
+        match self.send(event.into()).await? {
+            Applied::Chat(chat) => Ok(Some(chat)),
+            Applied::NotFound => Ok(None),
+            other => Err(outcome("a chat creation", &other)),
+        }
+    }
+
+    pub async fn create_message(
+        &self,
+        event: MessageCreated,
+    ) -> Result<Option<Message>, BackendError> {
+        self.message(event.into()).await
+    }
+
+    pub async fn edit_message(
+        &self,
+        event: MessageEdited,
+    ) -> Result<Option<Message>, BackendError> {
+        self.message(event.into()).await
+    }
+
+    async fn message(&self, event: Event) -> Result<Option<Message>, BackendError> {
+        match self.send(event).await? {
+            Applied::Message(message) => Ok(Some(message)),
+            Applied::NotFound => Ok(None),
+            other => Err(outcome("a message write", &other)),
+        }
+    }
+}
+
+/// A store answered an event with an outcome of another kind: a bug, reported once.
+fn outcome(what: &str, applied: &Applied) -> BackendError {
+    BackendError::Other(anyhow!("the store answered {what} with {applied:?}"))
 }

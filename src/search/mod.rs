@@ -12,6 +12,7 @@ pub mod elasticsearch;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::event::{Event, MessageCreated, MessageEdited};
 use crate::domain::{Message, Page, SearchTerms, Token};
 use crate::error::BackendError;
 
@@ -55,14 +56,14 @@ pub trait Indexer: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexOp {
     Create {
-        token: String,
+        token: Token,
         chat: u64,
         number: u64,
         body: String,
         created_at: DateTime<Utc>,
     },
     Edit {
-        token: String,
+        token: Token,
         chat: u64,
         number: u64,
         body: String,
@@ -86,5 +87,40 @@ impl IndexOp {
             ..
         }) = self;
         format!("{token}:{chat}:{number}")
+    }
+}
+
+impl IndexOp {
+    /// What an event changes in the index, if anything (only messages are searched).
+    pub fn of(event: &Event) -> Option<Self> {
+        match event {
+            Event::MessageCreated(created) => Some(created.into()),
+            Event::MessageEdited(edit) => Some(edit.into()),
+            _ => None,
+        }
+    }
+}
+
+impl From<&MessageCreated> for IndexOp {
+    fn from(event: &MessageCreated) -> Self {
+        Self::Create {
+            token: event.token.clone(),
+            chat: event.chat,
+            number: event.number,
+            body: event.body.clone(),
+            created_at: event.at,
+        }
+    }
+}
+
+impl From<&MessageEdited> for IndexOp {
+    fn from(event: &MessageEdited) -> Self {
+        Self::Edit {
+            token: event.token.clone(),
+            chat: event.chat,
+            number: event.number,
+            body: event.body.clone(),
+            updated_at: event.at,
+        }
     }
 }

@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::domain::event::{Applied, Event};
 use crate::domain::{Application, Chat, Message, Page, Token};
 use crate::error::BackendError;
-use crate::events::{Applied, Event};
 
 /// What `sync-counts` changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub struct ExportedMessage {
 impl From<ExportedMessage> for crate::search::IndexOp {
     fn from(message: ExportedMessage) -> Self {
         Self::Create {
-            token: message.token,
+            token: Token::stored(message.token),
             chat: message.chat,
             number: message.number,
             body: message.body,

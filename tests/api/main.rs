@@ -7,6 +7,7 @@ mod chats;
 mod crash;
 mod durability;
 mod elasticsearch;
+mod elasticsearch_cluster;
 mod elasticsearch_worker;
 mod errors;
 mod faults;

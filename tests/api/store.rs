@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use chat_system::domain::event::{self, Applied, Event};
 use chat_system::domain::{self, Page, Token};
-use chat_system::events::{Applied, Event};
 use chat_system::store::{MysqlStore, SqliteStore, Store};
 use sqlx::Connection;
 
@@ -48,13 +48,13 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir
 }
 
 fn message(token: &Token, chat: u64, number: u64, body: &str) -> Event {
-    Event::MessageCreated {
-        token: token.to_string(),
+    Event::MessageCreated(event::MessageCreated {
+        token: token.clone(),
         chat,
         number,
         body: body.into(),
         at: domain::now(),
-    }
+    })
 }
 
 const FIRST: Page = Page {
@@ -68,25 +68,25 @@ async fn replaying_a_batch_changes_nothing() {
     for (name, store, _dir) in stores().await {
         let token = Token::generate();
         let batch = vec![
-            Event::ApplicationCreated {
-                token: token.to_string(),
+            Event::ApplicationCreated(event::ApplicationCreated {
+                token: token.clone(),
                 name: "replay".into(),
                 at: domain::now(),
-            },
-            Event::ChatCreated {
-                token: token.to_string(),
+            }),
+            Event::ChatCreated(event::ChatCreated {
+                token: token.clone(),
                 number: 1,
                 at: domain::now(),
-            },
+            }),
             message(&token, 1, 1, "one"),
             message(&token, 1, 2, "two"),
-            Event::MessageEdited {
-                token: token.to_string(),
+            Event::MessageEdited(event::MessageEdited {
+                token: token.clone(),
                 chat: 1,
                 number: 1,
                 body: "edited".into(),
                 at: domain::now(),
-            },
+            }),
         ];
         let first = store.apply(&batch).await.expect("apply");
         assert!(
@@ -143,11 +143,11 @@ async fn replaying_a_batch_changes_nothing() {
 async fn a_message_before_its_chat_creates_the_chat_and_the_late_chat_event_changes_nothing() {
     for (name, store, _dir) in stores().await {
         let token = Token::generate();
-        let created = Event::ApplicationCreated {
-            token: token.to_string(),
+        let created = Event::ApplicationCreated(event::ApplicationCreated {
+            token: token.clone(),
             name: "early".into(),
             at: domain::now(),
-        };
+        });
         store.apply(&[created]).await.expect("apply");
         store
             .apply(&[message(&token, 3, 1, "early bird")])
@@ -159,11 +159,11 @@ async fn a_message_before_its_chat_creates_the_chat_and_the_late_chat_event_chan
             .expect("read")
             .expect("chat created from the message");
         assert_eq!(chat.messages_count, 1, "{name}");
-        let late = Event::ChatCreated {
-            token: token.to_string(),
+        let late = Event::ChatCreated(event::ChatCreated {
+            token: token.clone(),
             number: 3,
             at: domain::now(),
-        };
+        });
         store.apply(&[late]).await.expect("apply");
         let again = store.chat(&token, 3).await.expect("read").expect("chat");
         assert_eq!(again.messages_count, 1, "{name}");
@@ -200,11 +200,11 @@ async fn a_message_before_its_chat_creates_the_chat_and_the_late_chat_event_chan
 async fn a_batch_mixing_stored_and_new_messages_counts_only_the_new() {
     for (name, store, _dir) in stores().await {
         let token = Token::generate();
-        let app = Event::ApplicationCreated {
-            token: token.to_string(),
+        let app = Event::ApplicationCreated(event::ApplicationCreated {
+            token: token.clone(),
             name: "mixed".into(),
             at: domain::now(),
-        };
+        });
         store
             .apply(&[
                 app,
@@ -260,11 +260,11 @@ async fn a_message_whose_chat_another_worker_is_creating_is_stored() {
     };
     let store = Arc::new(MysqlStore::open(&url).await.expect("mysql opens"));
     let token = Token::generate();
-    let app = Event::ApplicationCreated {
-        token: token.to_string(),
+    let app = Event::ApplicationCreated(event::ApplicationCreated {
+        token: token.clone(),
         name: "race".into(),
         at: domain::now(),
-    };
+    });
     store.apply(&[app]).await.expect("application");
 
     // The other worker: its chat row inserted, not yet committed.

@@ -210,14 +210,14 @@ mod tests {
     fn bulk_body_is_ndjson_with_deterministic_ids() {
         let ops = [
             IndexOp::Create {
-                token: "tok".into(),
+                token: Token::parse("tok").unwrap(),
                 chat: 2,
                 number: 7,
                 body: "say \"hi\"\nthen \\ leave ☃ 日本".into(),
                 created_at: at(5),
             },
             IndexOp::Edit {
-                token: "tok".into(),
+                token: Token::parse("tok").unwrap(),
                 chat: 2,
                 number: 7,
                 body: "100% sure_thing\r\n".into(),

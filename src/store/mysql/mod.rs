@@ -25,9 +25,9 @@ use async_trait::async_trait;
 use self::conn::Inner;
 use self::rows::{application, chat, message, ApplicationRow, ChatRow, MessageRow};
 use super::{Counters, ExportedMessage, Store, SyncReport};
+use crate::domain::event::{Applied, Event};
 use crate::domain::{Application, Chat, Message, Page, SearchTerms, Token};
 use crate::error::BackendError;
-use crate::events::{Applied, Event};
 use crate::idempotency::{ResponseStore, StoredResponse};
 use crate::search::Search;
 

@@ -14,9 +14,9 @@ use super::conn::Inner;
 use super::rows::{
     application, application_row, chat, chat_row_at, message, message_row, message_row_id,
 };
+use crate::domain::event::{self, Applied, Event};
 use crate::domain::{Chat, Message};
 use crate::error::BackendError;
-use crate::events::{Applied, Event};
 
 /// Count increments of one batch: row id -> (how many were inserted, latest time).
 #[derive(Default)]
@@ -40,7 +40,8 @@ pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, Back
     let mut outcomes = Vec::with_capacity(batch.len());
     for event in batch {
         let outcome = match event {
-            Event::ApplicationCreated { token, name, at } => {
+            Event::ApplicationCreated(event::ApplicationCreated { token, name, at }) => {
+                let token = token.as_str();
                 tx.prepare_cached(
                     "INSERT INTO applications (token, name, chats_count, created_at, updated_at) \
                      VALUES (?1, ?2, 0, ?3, ?3) ON CONFLICT (token) DO NOTHING",
@@ -48,7 +49,8 @@ pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, Back
                 .execute(params![token, name, at.timestamp_micros()])?;
                 stored_application(&tx, token)?
             }
-            Event::ApplicationRenamed { token, name, at } => {
+            Event::ApplicationRenamed(event::ApplicationRenamed { token, name, at }) => {
+                let token = token.as_str();
                 let row = tx
                     .prepare_cached(
                         "UPDATE applications SET name = ?1, updated_at = ?2 WHERE token = ?3 \
@@ -60,23 +62,25 @@ pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, Back
                     Applied::Application(application(row))
                 })
             }
-            Event::ChatCreated { token, number, at } => {
+            Event::ChatCreated(event::ChatCreated { token, number, at }) => {
+                let token = token.as_str();
                 match ensure_chat(&tx, &mut deltas, token, *number, *at)? {
                     Some((app_id, chat_id, chat)) => {
-                        chats_seen.insert((token.as_str(), *number), (app_id, chat_id));
+                        chats_seen.insert((token, *number), (app_id, chat_id));
                         Applied::Chat(chat)
                     }
                     None => Applied::NotFound,
                 }
             }
-            Event::MessageCreated {
+            Event::MessageCreated(event::MessageCreated {
                 token,
                 chat,
                 number,
                 body,
                 at,
-            } => {
-                let key = (token.as_str(), *chat);
+            }) => {
+                let token = token.as_str();
+                let key = (token, *chat);
                 let ids = match chats_seen
                     .get(&key)
                     .copied()
@@ -96,14 +100,15 @@ pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, Back
                     None => Applied::NotFound,
                 }
             }
-            Event::MessageEdited {
+            Event::MessageEdited(event::MessageEdited {
                 token,
                 chat,
                 number,
                 body,
                 at,
-            } => {
-                let chat_id = match chats_seen.get(&(token.as_str(), *chat)).copied() {
+            }) => {
+                let token = token.as_str();
+                let chat_id = match chats_seen.get(&(token, *chat)).copied() {
                     Some((_, chat_id)) => Some(chat_id),
                     None => stored_chat_id(&tx, token, *chat)?,
                 };

@@ -29,7 +29,7 @@ const CHUNK: usize = 4096;
 /// round wakes it at once). FTS5 writes a segment per transaction and merges segments as they
 /// pile up: a round of ~2 000 messages costs about half per message what a round of ~50 does
 /// (measured: 15.5 µs at 32 rows per transaction, 7.1 µs at 2 048).
-const GATHER: Duration = Duration::from_millis(100);
+const INDEXER_GATHER: Duration = Duration::from_millis(100);
 /// Longest a search waits for the indexer before matching pending messages itself.
 const CATCH_UP: Duration = Duration::from_secs(1);
 
@@ -66,12 +66,12 @@ impl Progress {
         }
     }
 
-    /// Sleeps up to [`GATHER`], or less when a search wants a round.
+    /// Sleeps up to [`INDEXER_GATHER`], or less when a search wants a round.
     fn gather(&self) {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = self
             .changed
-            .wait_timeout_while(state, GATHER, |state| !state.wanted)
+            .wait_timeout_while(state, INDEXER_GATHER, |state| !state.wanted)
             .unwrap_or_else(PoisonError::into_inner);
     }
 

@@ -36,9 +36,9 @@ use self::rows::{
     application, application_row, chat, chat_row, chat_rows, message, message_row, message_row_id,
 };
 use super::{Counters, ExportedMessage, Store, SyncReport};
+use crate::domain::event::{Applied, Event};
 use crate::domain::{Application, Chat, Message, Page, SearchTerms, Token};
 use crate::error::BackendError;
-use crate::events::{Applied, Event};
 use crate::idempotency::{ResponseStore, StoredResponse};
 use crate::search::Search;
 

@@ -19,9 +19,9 @@ mod messages;
 use self::messages::{add_message_counts, insert_per_chat, insert_together, PerChat};
 use super::conn::Inner;
 use super::rows::{application, message, naive, MessageRow};
+use crate::domain::event::{self, Applied, Event};
 use crate::domain::{Chat, Message};
 use crate::error::BackendError;
-use crate::events::{Applied, Event};
 use crate::store::ids::IdCache;
 
 const DEADLOCK_RETRIES: usize = 5;
@@ -113,7 +113,8 @@ async fn write_applications(
 ) -> Result<(), BackendError> {
     for (index, event) in batch.iter().enumerate() {
         match event {
-            Event::ApplicationCreated { token, name, at } => {
+            Event::ApplicationCreated(event::ApplicationCreated { token, name, at }) => {
+                let token = token.as_str();
                 sqlx::query(
                     "INSERT IGNORE INTO applications (token, name, chats_count, created_at, updated_at) \
                      VALUES (?, ?, 0, ?, ?)",
@@ -126,7 +127,8 @@ async fn write_applications(
                 .await?;
                 outcomes[index] = Some(stored_application(tx, token).await?);
             }
-            Event::ApplicationRenamed { token, name, at } => {
+            Event::ApplicationRenamed(event::ApplicationRenamed { token, name, at }) => {
+                let token = token.as_str();
                 sqlx::query("UPDATE applications SET name = ?, updated_at = ? WHERE token = ?")
                     .bind(name)
                     .bind(naive(at))
@@ -146,17 +148,17 @@ async fn write_applications(
 fn chats_named(batch: &[Event]) -> BTreeMap<(&str, u64), DateTime<Utc>> {
     let mut wanted: BTreeMap<(&str, u64), DateTime<Utc>> = BTreeMap::new();
     for event in batch {
-        if let Event::ChatCreated {
+        if let Event::ChatCreated(event::ChatCreated {
             token,
             number: chat,
             at,
-        }
-        | Event::MessageCreated {
+        })
+        | Event::MessageCreated(event::MessageCreated {
             token, chat, at, ..
-        }
-        | Event::MessageEdited {
+        })
+        | Event::MessageEdited(event::MessageEdited {
             token, chat, at, ..
-        } = event
+        }) = event
         {
             let first = wanted.entry((token.as_str(), *chat)).or_insert(*at);
             *first = (*first).min(*at);
@@ -221,20 +223,22 @@ fn answer_chats_and_messages<'a>(
     let mut per_chat = PerChat::new();
     for (index, event) in batch.iter().enumerate() {
         match event {
-            Event::ChatCreated { token, number, at } => {
-                outcomes[index] = Some(match chats.get(&(token.as_str(), *number)) {
+            Event::ChatCreated(event::ChatCreated { token, number, at }) => {
+                let token = token.as_str();
+                outcomes[index] = Some(match chats.get(&(token, *number)) {
                     Some(_) => Applied::Chat(Chat::new(*number, 0, *at, *at)),
                     None => Applied::NotFound,
                 });
             }
-            Event::MessageCreated {
+            Event::MessageCreated(event::MessageCreated {
                 token,
                 chat,
                 number,
                 body,
                 at,
-            } => {
-                outcomes[index] = Some(match chats.get(&(token.as_str(), *chat)) {
+            }) => {
+                let token = token.as_str();
+                outcomes[index] = Some(match chats.get(&(token, *chat)) {
                     Some((_, chat_id)) => {
                         per_chat
                             .entry(*chat_id)
@@ -260,13 +264,13 @@ async fn write_edits(
     outcomes: &mut Outcomes,
 ) -> Result<(), BackendError> {
     for (index, event) in batch.iter().enumerate() {
-        if let Event::MessageEdited {
+        if let Event::MessageEdited(event::MessageEdited {
             token,
             chat,
             number,
             body,
             at,
-        } = event
+        }) = event
         {
             let Some((_, chat_id)) = chats.get(&(token.as_str(), *chat)) else {
                 outcomes[index] = Some(Applied::NotFound);

@@ -3,10 +3,12 @@
 //! Validation lives here, once: handlers turn raw input into these types and every layer below
 //! trusts them.
 
+pub mod event;
+
 use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
 use rand::RngCore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -47,6 +49,27 @@ impl Token {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl Token {
+    /// A token read back from our own store or topics: it was validated when it was generated.
+    pub fn stored(raw: String) -> Self {
+        Self(raw)
+    }
+}
+
+/// On the topics a token is its string; one that cannot be a token is refused when decoding.
+impl Serialize for Token {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Token {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Token::parse(&raw).ok_or_else(|| serde::de::Error::custom("not a token"))
     }
 }
 
