@@ -2,12 +2,12 @@
 //! temporary data directory (and, for the crash tests, the real binary as a child process).
 
 mod applications;
-mod bench;
+mod broker;
 mod chats;
 mod crash;
 mod elasticsearch;
 mod errors;
-mod faults;
+mod harness;
 mod helpers;
 mod idempotency;
 mod limits;
