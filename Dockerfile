@@ -2,7 +2,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release
+RUN cargo build --release -p chat-system --bin chat-system
 
 FROM debian:bookworm-slim
 COPY --from=build /src/target/release/chat-system /usr/local/bin/chat-system

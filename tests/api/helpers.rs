@@ -1,8 +1,9 @@
-//! Test helpers: start the app on port 0 in a temporary directory, and speak JSON to it.
+//! Test helpers: start the app on port 0 in a temporary directory, and speak JSON to it; start
+//! the real binary as a child process (through the `chat-harness` crate).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
+use chat_harness::ChatSystem;
 use chat_system::app::App;
 use chat_system::config::{Config, LogFormat};
 use chat_system::events::kafka::{KafkaBacklog, Topics};
@@ -10,9 +11,8 @@ use chat_system::events::Backlog;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -27,20 +27,9 @@ pub struct TestApp {
     turn: std::sync::atomic::AtomicUsize,
 }
 
-/// Whether this run drives the scaled shape (`CHAT_TEST_SHAPE=scaled`): then every test of the
-/// suite runs against an API process and a worker on MariaDB, Redis and the broker, and a test
-/// that only makes sense in the embedded shape says `skipped`.
-pub fn scaled() -> bool {
-    std::env::var("CHAT_TEST_SHAPE").as_deref() == Ok("scaled")
-}
-
-/// For embedded-only tests: true (after saying so) when this run is the scaled one.
-pub fn embedded_only(test: &str) -> bool {
-    if scaled() {
-        eprintln!("skipped {test}: embedded shape only");
-    }
-    scaled()
-}
+/// Whether this run drives the scaled shape (`CHAT_TEST_SHAPE=scaled`), and the skip of the
+/// embedded-only tests in it.
+pub use chat_harness::testing::{embedded_only, scaled};
 
 pub fn config(data_dir: &Path) -> Config {
     Config {
@@ -254,55 +243,28 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_chat-system"))
 }
 
-/// A `chat-system serve` child process and the address it listens on.
+/// A `chat-system serve` child process and the address it listens on (`http://…`).
 pub struct Server {
     pub child: Child,
     pub address: String,
 }
 
-/// Runs the binary with `args` and `env` (DATABASE_URL and the other backend variables are
-/// removed unless given) and waits for its "listening" line.
+/// The binary with exactly the backend variables in `env` (the parent's are removed); its logs
+/// go to the test's stderr.
+fn system(env: &[(String, String)]) -> ChatSystem {
+    ChatSystem::new(binary()).with_env(env)
+}
+
+/// Runs the binary with `args` and `env` and waits for its "listening" line.
 pub async fn start_binary(args: &[&str], env: &[(String, String)]) -> Server {
-    let mut child = spawn_binary(args, env);
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read stdout")
-            .expect("a listening line");
-        if let Some(address) = line.strip_prefix("chat-system listening on ") {
-            break address.to_owned();
-        }
-    };
-    Server { child, address }
+    let server = system(env).start(args, "").await.expect("a listening line");
+    Server {
+        address: server.url(),
+        child: server.child,
+    }
 }
 
 /// Starts the binary without waiting for anything (workers print no address).
 pub fn spawn_binary(args: &[&str], env: &[(String, String)]) -> Child {
-    let mut command = Command::new(binary());
-    command
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    for name in [
-        "DATABASE_URL",
-        "REDIS_URL",
-        "KAFKA_BROKERS",
-        "ELASTICSEARCH_URL",
-        "NAMESPACE",
-        "PORT",
-        "DATA_DIR",
-        "WORKER_INDEX",
-        "WORKER_COUNT",
-    ] {
-        command.env_remove(name);
-    }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.spawn().expect("binary starts")
+    system(env).spawn(args, "").expect("binary starts")
 }

@@ -2,7 +2,7 @@
 //! temporary data directory (and, for the crash tests, the real binary as a child process).
 
 mod applications;
-mod bench;
+mod broker;
 mod chats;
 mod crash;
 mod durability;
@@ -10,7 +10,7 @@ mod elasticsearch;
 mod elasticsearch_cluster;
 mod elasticsearch_worker;
 mod errors;
-mod faults;
+mod harness;
 mod helpers;
 mod idempotency;
 mod limits;

@@ -5,43 +5,15 @@
 use std::future::Future;
 use std::time::Duration;
 
+use chat_harness::mariadb::Database;
 use rand::Rng;
-use sqlx::Connection;
 use tokio::process::Child;
 
 use crate::helpers::{spawn_binary, start_binary, Server};
 
 /// The services a scaled test needs, or `None` (after saying `skipped`) when they are not
 /// configured. Under `CI=true` a missing service fails the test instead.
-pub struct Services {
-    pub mysql: String,
-    pub redis: String,
-    pub kafka: String,
-}
-
-pub fn services(test: &str) -> Option<Services> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let found = (
-        get("CHAT_TEST_MYSQL_URL"),
-        get("CHAT_TEST_REDIS_URL"),
-        get("CHAT_TEST_KAFKA_BROKERS"),
-    );
-    if let (Some(mysql), Some(redis), Some(kafka)) = found {
-        return Some(Services {
-            mysql: mysql.trim_end_matches('/').to_owned(),
-            redis,
-            kafka,
-        });
-    }
-    let missing =
-        "CHAT_TEST_MYSQL_URL, CHAT_TEST_REDIS_URL and CHAT_TEST_KAFKA_BROKERS must all be set";
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: {missing} when CI=true"
-    );
-    eprintln!("skipped {test}: {missing}");
-    None
-}
+pub use chat_harness::testing::{services, Services};
 
 pub struct Stack {
     pub apis: Vec<Server>,
@@ -49,8 +21,7 @@ pub struct Stack {
     pub env: Vec<(String, String)>,
     pub namespace: String,
     pub redis: String,
-    admin: String,
-    database: String,
+    database: Database,
 }
 
 impl Stack {
@@ -68,25 +39,13 @@ impl Stack {
         extra: &[(&str, &str)],
     ) -> Stack {
         let id: u64 = rand::rng().random();
-        let database = format!("chat_test_{id:x}");
-        let mut admin = sqlx::MySqlConnection::connect(&services.mysql)
-            .await
-            .expect("MySQL reachable");
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&mut admin)
+        let database = Database::fresh(&services.mysql, &format!("chat_test_{id:x}"))
             .await
             .expect("create database");
         let namespace = format!("t{id:x}.");
-        let mut env = vec![
-            (
-                "DATABASE_URL".to_owned(),
-                format!("{}/{database}", services.mysql),
-            ),
-            ("REDIS_URL".to_owned(), services.redis.clone()),
-            ("KAFKA_BROKERS".to_owned(), kafka.to_owned()),
-            ("NAMESPACE".to_owned(), namespace.clone()),
-            ("KAFKA_PARTITIONS".to_owned(), "4".to_owned()),
-        ];
+        let mut env =
+            chat_harness::env::scaled(&database.url(), &services.redis, kafka, &namespace);
+        env.push(("KAFKA_PARTITIONS".to_owned(), "4".to_owned()));
         env.extend(
             extra
                 .iter()
@@ -103,7 +62,6 @@ impl Stack {
             env,
             namespace,
             redis: services.redis.clone(),
-            admin: services.mysql.clone(),
             database,
         };
         for index in 0..workers {
@@ -138,26 +96,12 @@ impl Stack {
 
     /// Deletes every Redis key of this stack: what a Redis restarted empty looks like to it.
     pub async fn flush_redis(&self) {
-        let client = redis::Client::open(self.redis.as_str()).expect("redis URL");
-        let mut redis = client
-            .get_multiplexed_async_connection()
+        chat_harness::redis::flush_namespace(&self.redis, &self.namespace)
             .await
-            .expect("redis reachable");
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.namespace))
-            .query_async(&mut redis)
-            .await
-            .expect("KEYS");
-        if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(keys)
-                .query_async::<()>(&mut redis)
-                .await
-                .expect("DEL");
-        }
+            .expect("Redis keys deleted");
     }
 
-    /// Stops the processes and drops the database.
+    /// Stops the processes (`kill -9`), drops the database and deletes the namespace's keys.
     pub async fn stop(mut self) {
         for child in self
             .apis
@@ -165,14 +109,10 @@ impl Stack {
             .map(|s| &mut s.child)
             .chain(self.workers.iter_mut())
         {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            let _ = chat_harness::kill9(child).await;
         }
-        if let Ok(mut admin) = sqlx::MySqlConnection::connect(&self.admin).await {
-            let _ = sqlx::query(&format!("DROP DATABASE {}", self.database))
-                .execute(&mut admin)
-                .await;
-        }
+        let _ = self.database.remove().await;
+        let _ = chat_harness::redis::flush_namespace(&self.redis, &self.namespace).await;
     }
 }
 

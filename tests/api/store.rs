@@ -23,16 +23,11 @@ async fn mysql_database(what: &str) -> Option<String> {
         eprintln!("skipped {what}: CHAT_TEST_MYSQL_URL is not set");
         return None;
     };
-    let server = server.trim_end_matches('/');
     let database = format!("chat_store_{:x}", rand::random::<u64>());
-    let mut admin = sqlx::MySqlConnection::connect(server)
-        .await
-        .expect("MySQL reachable");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
+    let database = chat_harness::mariadb::Database::fresh(&server, &database)
         .await
         .expect("create");
-    Some(format!("{server}/{database}"))
+    Some(database.url())
 }
 
 async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {

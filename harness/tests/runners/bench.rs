@@ -11,7 +11,7 @@ async fn bench_smoke_runs_every_scenario_without_duplicates() {
         .arg("--out")
         .arg(out.path())
         .arg("--server-bin")
-        .arg(env!("CARGO_BIN_EXE_chat-system"))
+        .arg(crate::server_binary())
         .status()
         .await
         .expect("bench starts");
@@ -66,7 +66,7 @@ async fn bench_smoke_runs_every_scenario_without_duplicates() {
 /// timing is asserted.
 #[tokio::test]
 async fn bench_scaled_smoke_runs_every_scenario_without_duplicates() {
-    let Some(services) = crate::stack::services("bench_scaled_smoke") else {
+    let Some(services) = chat_harness::testing::services("bench_scaled_smoke") else {
         return;
     };
     let out = tempfile::tempdir().expect("temporary directory");
@@ -74,7 +74,7 @@ async fn bench_scaled_smoke_runs_every_scenario_without_duplicates() {
         .args(["--shape", "scaled", "--smoke", "--out"])
         .arg(out.path())
         .arg("--server-bin")
-        .arg(env!("CARGO_BIN_EXE_chat-system"))
+        .arg(crate::server_binary())
         .args(["--mysql-url", &services.mysql])
         .args(["--redis-url", &services.redis])
         .args(["--kafka-brokers", &services.kafka])

@@ -8,15 +8,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chat_harness::mariadb::{self, Database};
+use chat_harness::service::locate;
+use chat_harness::tansu::{self, Storage};
+use chat_harness::{env, kill9, redis, ChatSystem, Server, Service};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use sqlx::Connection;
 use tokio::process::Child;
 
 use crate::check;
 use crate::load::{probe, Running, Target};
-use crate::procs::{self, kill9, ChatSystem, Service};
 use crate::report::{FaultLog, ShapeReport};
 use crate::Options;
 
@@ -29,7 +31,7 @@ struct Stack {
     mariadb: Service,
     redis: Service,
     broker: Service,
-    apis: Vec<Child>,
+    apis: Vec<Server>,
     workers: Vec<Child>,
 }
 
@@ -42,34 +44,27 @@ fn dir(root: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
 impl Stack {
     async fn start(options: &Options) -> anyhow::Result<(Stack, Vec<String>)> {
         let root = dir(&options.work, "scaled")?;
-        let mut mariadb = procs::mariadb(&dir(&root, "mariadb")?).await?;
-        let mut redis = procs::redis(&dir(&root, "redis")?)?;
-        let mut broker = procs::tansu(&dir(&root, "tansu")?)?;
+        let tansu = locate("tansu").unwrap_or_else(|| "tansu".into());
+        let mut mariadb = mariadb::server(&dir(&root, "mariadb")?).await?;
+        let mut redis = redis::server(&dir(&root, "redis")?)?;
+        let mut broker = tansu::broker(&tansu, &dir(&root, "tansu")?, Storage::Sqlite)?;
         mariadb.start().await?;
         redis.start().await?;
         broker.start().await?;
         let server = format!("mysql://root@127.0.0.1:{}", mariadb.port);
-        let mut admin = sqlx::MySqlConnection::connect(&server)
-            .await
-            .context("MariaDB reachable")?;
-        sqlx::query("CREATE DATABASE chat")
-            .execute(&mut admin)
-            .await
-            .context("create database")?;
-        let env = [
-            ("DATABASE_URL", format!("{server}/chat")),
-            ("REDIS_URL", format!("redis://127.0.0.1:{}", redis.port)),
-            ("KAFKA_BROKERS", format!("127.0.0.1:{}", broker.port)),
-            ("NAMESPACE", "faults.".to_owned()),
-            ("KAFKA_PARTITIONS", "4".to_owned()),
+        let database = Database::fresh(&server, "chat").await?;
+        let env = env::scaled(
+            &database.url(),
+            &format!("redis://127.0.0.1:{}", redis.port),
+            &format!("127.0.0.1:{}", broker.port),
+            "faults.",
+        );
+        let system = ChatSystem::new(&options.binary)
+            .with_env(&env)
+            .set("KAFKA_PARTITIONS", "4")
             // tansu 0.6 panics on a producer id from before its restart (README, "tansu").
-            ("KAFKA_IDEMPOTENCE", "false".to_owned()),
-        ];
-        let system = ChatSystem {
-            binary: options.binary.clone(),
-            env: env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
-            logs: dir(&root, "logs")?,
-        };
+            .set("KAFKA_IDEMPOTENCE", "false")
+            .logs_in(&dir(&root, "logs")?);
         let mut migrated = system.run(&["migrate"], "migrate.log").await;
         for _ in 0..10 {
             if migrated.is_ok() {
@@ -93,14 +88,14 @@ impl Stack {
         }
         let mut urls = Vec::new();
         for index in 0..APIS {
-            let (api, url) = stack.start_api(index).await?;
+            let api = stack.start_api(index).await?;
+            urls.push(api.url());
             stack.apis.push(api);
-            urls.push(url);
         }
         Ok((stack, urls))
     }
 
-    async fn start_api(&self, index: usize) -> anyhow::Result<(Child, String)> {
+    async fn start_api(&self, index: usize) -> anyhow::Result<Server> {
         self.system.serve(&[], &format!("api{index}.log")).await
     }
 
@@ -112,11 +107,9 @@ impl Stack {
 
     /// `kill -9` and restart of every API process.
     async fn restart_apis(&mut self, target: &Target) -> anyhow::Result<()> {
-        for index in 0..self.apis.len() {
-            kill9(&mut self.apis[index]).await?;
-            let (api, url) = self.start_api(index).await?;
-            self.apis[index] = api;
-            target.replace_api(index, url);
+        for (index, api) in self.apis.iter_mut().enumerate() {
+            self.system.restart(api).await?;
+            target.replace_api(index, api.url());
         }
         Ok(())
     }
@@ -124,13 +117,12 @@ impl Stack {
     /// Restarts whatever died without being killed by the runner, and says so.
     async fn revive(&mut self, target: &Target, faults: &mut FaultLog) -> anyhow::Result<()> {
         for index in 0..self.apis.len() {
-            if let Ok(Some(status)) = self.apis[index].try_wait() {
+            if let Ok(Some(status)) = self.apis[index].child.try_wait() {
                 faults
                     .unexpected_exits
                     .push(format!("api {index} exited by itself ({status})"));
-                let (api, url) = self.start_api(index).await?;
-                self.apis[index] = api;
-                target.replace_api(index, url);
+                self.system.restart(&mut self.apis[index]).await?;
+                target.replace_api(index, self.apis[index].url());
             }
         }
         for index in 0..self.workers.len() {
@@ -162,10 +154,8 @@ impl Stack {
         match kind {
             "api" => {
                 let index = rng.random_range(0..APIS);
-                kill9(&mut self.apis[index]).await?;
-                let (api, url) = self.start_api(index).await?;
-                self.apis[index] = api;
-                target.replace_api(index, url);
+                self.system.restart(&mut self.apis[index]).await?;
+                target.replace_api(index, self.apis[index].url());
                 Ok(format!("api {index}"))
             }
             "worker" => {
@@ -190,8 +180,11 @@ impl Stack {
     }
 
     async fn stop(mut self) {
-        for child in self.apis.iter_mut().chain(self.workers.iter_mut()) {
-            let _ = kill9(child).await;
+        for api in &mut self.apis {
+            let _ = api.kill9().await;
+        }
+        for worker in &mut self.workers {
+            let _ = kill9(worker).await;
         }
         for service in [&mut self.broker, &mut self.redis, &mut self.mariadb] {
             let _ = service.kill9().await;

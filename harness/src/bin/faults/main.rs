@@ -18,7 +18,6 @@
 mod check;
 mod embedded;
 mod load;
-mod procs;
 mod report;
 mod scaled;
 

@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chat_harness::ChatSystem;
 use rand::rngs::StdRng;
 
 use crate::check;
 use crate::load::{probe, Running, Target};
-use crate::procs::{kill9, ChatSystem};
 use crate::report::{FaultLog, ShapeReport};
 use crate::Options;
 
@@ -18,23 +18,17 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
     std::fs::create_dir_all(&dir).context("cannot create the run directory")?;
     let data = dir.join("data");
     let data = data.to_str().context("a UTF-8 path")?.to_owned();
-    let system = ChatSystem {
-        binary: options.binary.clone(),
-        env: Vec::new(),
-        logs: dir.clone(),
-    };
+    let system = ChatSystem::new(&options.binary).logs_in(&dir);
     let serve = ["--data-dir", data.as_str()];
-    let (mut api, url) = system.serve(&serve, "api.log").await?;
-    let target = Target::create(vec![url], options.chats).await?;
+    let mut api = system.serve(&serve, "api.log").await?;
+    let target = Target::create(vec![api.url()], options.chats).await?;
     let load = Running::start(target, options.writers);
     let mut faults = FaultLog::default();
     for fault in 0..options.faults {
         tokio::time::sleep(options.pause(rng)).await;
         let killed = Instant::now();
-        kill9(&mut api).await?;
-        let (restarted, url) = system.serve(&serve, "api.log").await?;
-        api = restarted;
-        load.target.replace_api(0, url);
+        system.restart(&mut api).await?;
+        load.target.replace_api(0, api.url());
         let recovery = probe(&load.target, &load.ledger, killed, options.bound, fault).await;
         faults.record("api", recovery);
         if recovery.is_none() {
@@ -47,7 +41,7 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
     let sync_args = ["sync-counts", "--data-dir", data.as_str()];
     let sync = system.run(&sync_args, "sync-counts.log");
     let findings = check::check(&target, &acks, sync).await?;
-    kill9(&mut api).await?;
+    api.kill9().await?;
     let mut report = ShapeReport::new(
         "embedded",
         options.seed,

@@ -1,11 +1,11 @@
-//! The fault-injection runner (`src/bin/faults`, RELIABILITY.md) in miniature: the embedded
+//! The fault-injection runner (`harness/src/bin/faults`, RELIABILITY.md) in miniature: the embedded
 //! shape, two `kill -9`s under load, then its checker. The full runs are in RELIABILITY.md.
 
 use serde_json::Value;
 
 #[tokio::test]
 async fn the_fault_runner_finds_nothing_lost_or_duplicated_over_two_kills() {
-    if crate::helpers::embedded_only(
+    if chat_harness::testing::embedded_only(
         "the_fault_runner_finds_nothing_lost_or_duplicated_over_two_kills",
     ) {
         return;
@@ -16,7 +16,7 @@ async fn the_fault_runner_finds_nothing_lost_or_duplicated_over_two_kills() {
         .args(["--max-pause-ms", "300", "--seed", "7", "--out"])
         .arg(out.path())
         .arg("--server-bin")
-        .arg(env!("CARGO_BIN_EXE_chat-system"))
+        .arg(crate::server_binary())
         .output()
         .await
         .expect("the runner starts");

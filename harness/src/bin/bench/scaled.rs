@@ -11,14 +11,13 @@ use anyhow::Context;
 use sqlx::MySqlConnection;
 
 use crate::cli::RunArgs;
-use crate::load;
+use crate::drive::{create_application, Bench};
 use crate::mysql::{self, RawInsert};
 use crate::report::Measurement;
 use crate::scaled_report::{self, Drain, Persist, ScaledReport};
 use crate::scenario::{Generator, Kind, Ledger, Plan, HOT_CHAT};
-use crate::server::Server;
 use crate::stack::{Broker, Services, Stack};
-use crate::{machine, plot, Bench};
+use crate::{ceiling, load, machine, plot};
 
 /// Most events the worker stores in one transaction (`MAX_BATCH` of `src/worker.rs`).
 const WORKER_BATCH: usize = 2000;
@@ -60,15 +59,7 @@ pub async fn run(args: &RunArgs, binary: &Path, services: &Services) -> anyhow::
         ledger: Arc::new(Ledger::default()),
     };
 
-    let ceiling_server = Server::ceiling(&scratch.join("ceiling.log")).await?;
-    let dummy = Plan {
-        token: "ceiling".into(),
-        readable: 1,
-    };
-    let ceiling = bench
-        .closed(ceiling_server.addr, Kind::Ceiling, &dummy, 0)
-        .await?;
-    ceiling_server.kill().await?;
+    let ceiling = ceiling::measure(&bench, &scratch.join("ceiling.log")).await?;
 
     let broker = Broker::start(services, &scratch).await?;
     let measured = match Stack::create(binary, services, &broker.brokers, &scratch).await {
@@ -213,7 +204,7 @@ fn writes(kind: Kind) -> bool {
 async fn measure(stack: &mut Stack, bench: &Bench, sizes: &Sizes) -> anyhow::Result<Measured> {
     stack.start_worker("worker.log")?;
     let addr = stack.start_api().await?;
-    let token = crate::create_application(addr).await?;
+    let token = create_application(addr).await?;
     eprintln!("bench: preloading {} messages into MariaDB", sizes.stored);
     let filled = mysql::preload(&stack.database_url, &token, sizes.stored, 0).await?;
     eprintln!("bench: recovering the Redis counters from the database (chat-system migrate)");
@@ -355,9 +346,10 @@ async fn persist(
     let first_row_s = first_row.map_or(seconds, |d| d.as_secs_f64());
     // The counts agree with the rows (they are updated in the same transaction).
     session.drain("the persist-rate run".into()).await?;
-    let (batches, mean_batch) = batches_in(&stack.worker_log(log))?;
     stack.stop_api().await?;
     stack.stop_worker().await?;
+    // Read once the worker has exited: it logs a batch after committing it.
+    let (batches, mean_batch) = stack.worker_batches(log)?;
 
     let mut sizes = vec![WORKER_BATCH];
     let observed = mean_batch.round() as usize;
@@ -393,25 +385,4 @@ async fn persist(
         raw,
         ratio,
     })
-}
-
-/// The message batches a worker logged (`batch stored topic=…messages events=N`): how many,
-/// and their mean size.
-fn batches_in(log: &Path) -> anyhow::Result<(u64, f64)> {
-    let text =
-        std::fs::read_to_string(log).with_context(|| format!("cannot read {}", log.display()))?;
-    let sizes: Vec<u64> = text
-        .lines()
-        .filter(|line| line.contains("batch stored") && line.contains("messages "))
-        .filter_map(|line| {
-            let (_, rest) = line.split_once("events=")?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .filter(|&n: &u64| n > 0)
-        .collect();
-    let total: u64 = sizes.iter().sum();
-    Ok((
-        sizes.len() as u64,
-        total as f64 / (sizes.len().max(1)) as f64,
-    ))
 }

@@ -17,10 +17,10 @@ const MESSAGE_ROW: &str = "(? * 4294967296 + ?, ?, ?, ?, ?, ?)";
 
 /// The server's schema (every migration, in order), applied as is to the ceiling's database.
 const SCHEMA: [&str; 4] = [
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-    include_str!("../../../migrations/sqlite/0002_idempotency.sql"),
-    include_str!("../../../migrations/sqlite/0003_messages_clustered_by_chat.sql"),
-    include_str!("../../../migrations/sqlite/0004_search_index_apart.sql"),
+    include_str!("../../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../../migrations/sqlite/0002_idempotency.sql"),
+    include_str!("../../../../migrations/sqlite/0003_messages_clustered_by_chat.sql"),
+    include_str!("../../../../migrations/sqlite/0004_search_index_apart.sql"),
 ];
 /// Rows per multi-row INSERT while preloading.
 const ROWS_PER_INSERT: usize = 100;

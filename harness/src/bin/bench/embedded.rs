@@ -1,0 +1,202 @@
+//! The embedded shape (`bench`, the default): the axum ceiling and the real `chat-system serve`
+//! as child processes on port 0; the database preloaded directly in SQLite (server stopped) up
+//! to each stage; every scenario over keep-alive HTTP/1.1 at the last stage; the raw SQLite
+//! ceiling at the batch sizes the server used; `results.json`, `tables.md` and PNG plots.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chat_harness::ChatSystem;
+use hyper::Method;
+
+use crate::cli::RunArgs;
+use crate::drive::{create_application, Bench};
+use crate::load::Conn;
+use crate::report::{Report, SqliteCeiling};
+use crate::scenario::{Kind, Ledger, Plan};
+use crate::{ceiling, db, machine, plot, report};
+
+pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
+    let (duration, connections, stages) = if args.smoke {
+        (0.3, 4, vec![2_000, 3_000])
+    } else {
+        (args.duration, args.connections, args.stages.clone())
+    };
+    anyhow::ensure!(!stages.is_empty(), "give at least one stage");
+    std::fs::create_dir_all(&args.out)?;
+    plot::init_font()?;
+    let scratch = std::env::temp_dir().join(format!("chat-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let log = "server.log";
+    let system = ChatSystem::new(binary).logs_in(&scratch).log_level("warn");
+    let builds = machine::builds_running();
+    let load_before = machine::load_average();
+    let bench = Bench {
+        duration: Duration::from_secs_f64(duration),
+        connections,
+        ledger: Arc::new(Ledger::default()),
+    };
+
+    // The axum ceiling, with the create-message request.
+    let ceiling = ceiling::measure(&bench, &scratch.join(log)).await?;
+
+    // chat-system: one application, chats 1..=1002 stored directly.
+    let data = scratch.join("data");
+    let db_path = data.join("chat.db");
+    let serve = ["--data-dir", data.to_str().context("a UTF-8 path")?];
+    let mut server = system.serve(&serve, log).await?;
+    let token = create_application(server.addr).await?;
+    server.terminate().await?;
+    db::ensure_chats(&db_path, &token).await?;
+
+    let mut runs = Vec::new();
+    let mut sweep = Vec::new();
+    let mut growth = Vec::new();
+    let mut mean_batch = 0.0;
+    let mut search_chat_messages = 0;
+    for (i, &stage) in stages.iter().enumerate() {
+        eprintln!("bench: preloading to {stage} messages");
+        let filled = db::fill(&db_path, &token, stage, i as u64).await?;
+        search_chat_messages = filled.search_chat;
+        let mut server = system.serve(&serve, log).await?;
+        // The preload's messages are indexed for search in the background: let that finish, so
+        // that no scenario measures the indexer's catch-up instead of itself.
+        db::wait_indexed(&db_path).await?;
+        eprintln!(
+            "bench: chat-system pid {:?} at {}",
+            server.pid(),
+            server.addr
+        );
+        let addr = server.addr;
+        let plan = Plan {
+            token: token.clone(),
+            readable: filled.readable,
+        };
+        let base = bench.ledger.messages();
+        let stored = |bench: &Bench| filled.stored + bench.ledger.messages() - base;
+        // Warm the caches (ids, pages) before measuring.
+        let warm = Bench {
+            duration: bench.duration / 4,
+            connections,
+            ledger: bench.ledger.clone(),
+        };
+        warm.closed(addr, Kind::ReadOne, &plan, 0).await?;
+        let read = bench
+            .closed(addr, Kind::ReadOne, &plan, stored(&bench))
+            .await?;
+        // The first writes after a restart initialise each chat's counter: warm those too.
+        warm.closed(addr, Kind::CreateSpread, &plan, 0).await?;
+        let before = batch_totals(addr).await?;
+        let create = bench
+            .closed(addr, Kind::CreateSpread, &plan, stored(&bench))
+            .await?;
+        let after = batch_totals(addr).await?;
+        growth.push(create.clone());
+        growth.push(read.clone());
+        if i + 1 == stages.len() {
+            mean_batch = (after.0 - before.0) / (after.1 - before.1).max(1.0);
+            let max = create.throughput;
+            runs.push(create);
+            runs.push(read);
+            for kind in [
+                Kind::CreateHot,
+                Kind::CreateChat,
+                Kind::ListPage,
+                Kind::Search,
+            ] {
+                runs.push(bench.closed(addr, kind, &plan, stored(&bench)).await?);
+            }
+            let search_max = runs.last().map_or(1.0, |m| m.throughput);
+            runs.push(
+                bench
+                    .open(
+                        addr,
+                        Kind::Search,
+                        &plan,
+                        (search_max / 2.0).max(1.0),
+                        stored(&bench),
+                    )
+                    .await?,
+            );
+            runs.push(
+                bench
+                    .closed(addr, Kind::Mixed, &plan, stored(&bench))
+                    .await?,
+            );
+            let fractions: &[f64] = if args.smoke {
+                &[0.5, 1.0]
+            } else {
+                &[0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.2]
+            };
+            for fraction in fractions {
+                let rate = (max * fraction).max(1.0);
+                sweep.push(
+                    bench
+                        .open(addr, Kind::CreateSpread, &plan, rate, stored(&bench))
+                        .await?,
+                );
+            }
+        }
+        server.terminate().await?;
+    }
+
+    let mut batches = vec![1usize, 16, 128, mean_batch.round().max(1.0) as usize];
+    batches.sort_unstable();
+    batches.dedup();
+    let mut sqlite = Vec::new();
+    for batch in batches {
+        eprintln!("bench: raw SQLite, {batch} rows per transaction");
+        let rows_per_s = db::ceiling(&scratch, batch, bench.duration).await?;
+        sqlite.push(SqliteCeiling { batch, rows_per_s });
+    }
+
+    let mut report = Report {
+        smoke: args.smoke,
+        duration_s: duration,
+        machine: machine::machine(load_before, builds),
+        ceiling,
+        sqlite,
+        mean_batch,
+        runs,
+        sweep,
+        growth,
+        search_chat_messages,
+        targets: Vec::new(),
+    };
+    report.targets = report::targets(&report, *stages.last().unwrap_or(&0));
+    write_outputs(&report, &args.out)?;
+    report::print(&report);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// Mean group-commit batch so far, from the server's `/metrics`: (sum, count).
+async fn batch_totals(addr: SocketAddr) -> anyhow::Result<(f64, f64)> {
+    let mut conn = Conn::connect(addr).await?;
+    let (_, body) = conn.send(Method::GET, "/metrics", None).await?;
+    let text = String::from_utf8_lossy(&body);
+    let value = |suffix: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(&format!("chat_write_batch_size_{suffix} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((value("sum"), value("count")))
+}
+
+fn write_outputs(report: &Report, out: &Path) -> anyhow::Result<()> {
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    std::fs::write(out.join("tables.md"), report::markdown(report))?;
+    plot::latency(report, &out.join("latency.png"))?;
+    plot::sweep(report, &out.join("throughput_vs_offered.png"))?;
+    plot::growth(report, &out.join("growth.png"))?;
+    eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
