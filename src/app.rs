@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::extract::Request;
 use tokio::net::TcpListener;
 use tower_http::normalize_path::NormalizePath;
 
@@ -15,7 +14,7 @@ use crate::error::BackendError;
 use crate::events::direct::DirectSink;
 use crate::events::{Backlog, EventSink, NoBacklog};
 use crate::http::limits::Limits;
-use crate::http::listener::{ClientAddr, IdleTimeoutListener};
+use crate::http::listener::IdleTimeoutListener;
 use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency};
 use crate::metrics::Metrics;
 use crate::search::elasticsearch::{Elasticsearch, IndexOp};
@@ -305,13 +304,8 @@ impl App {
                 }
             })
         };
-        // The client's address is needed by the per-client rate limit.
-        let service =
-            axum::ServiceExt::<Request>::into_make_service_with_connect_info::<ClientAddr>(service);
         let listener = IdleTimeoutListener::new(listener, self.limits.idle);
-        let served = axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = crate::http::server_conn::serve_connections(listener, service, shutdown).await;
         janitor.abort();
         served?;
         self.sink.flush_and_stop().await;

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod listener;
 mod messages;
 mod ops;
+pub mod server_conn;
 
 use std::sync::Arc;
 use std::time::Instant;

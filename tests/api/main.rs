@@ -13,6 +13,7 @@ mod idempotency;
 mod limits;
 mod messages;
 mod ops;
+mod protocol;
 mod scaled;
 mod search;
 mod stack;
