@@ -232,7 +232,10 @@ impl SearchTerms {
         for word in &self.words {
             if word.contains('\0') {
                 check = true;
-                lookups.extend(word.split('\0').filter(|piece| piece.chars().count() >= min));
+                lookups.extend(
+                    word.split('\0')
+                        .filter(|piece| piece.chars().count() >= min),
+                );
             } else if word.chars().count() >= min {
                 lookups.push(word.as_str());
             } else {

@@ -21,7 +21,9 @@ async fn exchange(app: &TestApp, request: Vec<u8>, half_close: bool) -> String {
         // The server may answer and close before reading all of an oversized request.
         let _ = stream.write_all(&request);
         if half_close {
-            stream.shutdown(Shutdown::Write).expect("shut down the write side");
+            stream
+                .shutdown(Shutdown::Write)
+                .expect("shut down the write side");
         }
         let mut answer = Vec::new();
         let mut chunk = [0u8; 8192];
@@ -138,9 +140,13 @@ async fn a_bad_request_line_is_400_from_the_http_layer() {
         let answer = exchange(&app, request.to_vec(), false).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
     }
-    assert!(exchange(&app, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), true)
-        .await
-        .starts_with("HTTP/1.1 200"));
+    assert!(exchange(
+        &app,
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        true
+    )
+    .await
+    .starts_with("HTTP/1.1 200"));
 }
 
 #[tokio::test]

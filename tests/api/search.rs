@@ -255,7 +255,8 @@ async fn a_nul_in_a_search_term_is_matched_literally() {
     let chat = app.create_chat(&token).await;
     app.create_message(&token, chat, "a\u{0}b and hello\u{0}world")
         .await;
-    app.create_message(&token, chat, "a b and hello world").await;
+    app.create_message(&token, chat, "a b and hello world")
+        .await;
     let routes = [
         format!("/applications/{token}/chats/{chat}/messages/search?q="),
         format!("/search?application_token={token}&chat_number={chat}&body="),
