@@ -245,6 +245,29 @@ impl SearchTerms {
         &self.words
     }
 
+    /// What an index of `min`-character grams can look up, and whether [`Self::matches`] must
+    /// then check the candidates: the words of at least `min` characters, except that a word
+    /// holding a NUL is looked up by its NUL-free pieces of at least `min` characters (an FTS5
+    /// string ends at NUL, so the word itself cannot be a query) and checked exactly.
+    pub fn lookups(&self, min: usize) -> (Vec<&str>, bool) {
+        let mut lookups = Vec::with_capacity(self.words.len());
+        let mut check = false;
+        for word in &self.words {
+            if word.contains('\0') {
+                check = true;
+                lookups.extend(
+                    word.split('\0')
+                        .filter(|piece| piece.chars().count() >= min),
+                );
+            } else if word.chars().count() >= min {
+                lookups.push(word.as_str());
+            } else {
+                check = true;
+            }
+        }
+        (lookups, check)
+    }
+
     /// Relevance where no search engine ranks: occurrences of the words, damped by the body's
     /// length (a short body that repeats a word ranks above a long one that mentions it once).
     pub fn score(&self, body: &str) -> f64 {
@@ -313,5 +336,11 @@ mod tests {
         assert!(terms.matches("error on all message"));
         assert!(!terms.matches("error on all"));
         assert!(SearchTerms::parse("  ").is_err());
+        let nul = SearchTerms::parse("a\0b hello\0world error").unwrap();
+        assert_eq!(nul.lookups(3), (vec!["hello", "world", "error"], true));
+        assert!(nul.matches("A\0B and hello\0world, errors"));
+        assert!(!nul.matches("a b and hello world, errors"));
+        let plain = SearchTerms::parse("error all").unwrap();
+        assert_eq!(plain.lookups(3), (vec!["error", "all"], false));
     }
 }

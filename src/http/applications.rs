@@ -72,3 +72,19 @@ pub async fn update(
     let name = Name::parse(body.string("application", "name")?)?;
     Ok(Json(service.rename_application(&token, name).await?))
 }
+
+/// PATCH is routed to [`update`]; this only documents it (utoipa describes one method per
+/// annotated function, and an operation id must be unique).
+#[utoipa::path(patch, path = "/applications/{token}", tag = "applications",
+    operation_id = "patch_application",
+    description = "Renames the application, as PUT does.",
+    params(("token" = String, Path, description = "the application's token")),
+    request_body = ApplicationInput,
+    responses(
+        (status = 200, body = Application),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+pub fn patch_doc() {}

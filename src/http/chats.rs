@@ -35,9 +35,9 @@ pub async fn create(
     description = "Chats by number. A `Link: <…>; rel=\"next\"` header gives the next page.",
     params(
         ("token" = String, Path),
-        ("per_page" = Option<u32>, Query, minimum = 1, description = "1 to 1000 (larger is capped), default 50"),
-        ("after" = Option<u64>, Query, description = "start after this number (keyset)"),
-        ("page" = Option<u64>, Query, minimum = 1, description = "page number from 1 (when `after` is absent)"),
+        ("per_page" = Option<i32>, Query, minimum = 1, maximum = 2147483647, description = "default 50; more than 1000 is served as 1000"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "start after this number (keyset)"),
+        ("page" = Option<i64>, Query, minimum = 1, description = "page number from 1 (when `after` is absent)"),
     ),
     responses(
         (status = 200, body = Vec<Chat>),

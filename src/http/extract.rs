@@ -17,7 +17,12 @@ use crate::error::ApiError;
 /// Largest request body accepted (SPEC §2: 413 past 1 MiB).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const PER_PAGE_DEFAULT: u32 = 50;
+/// Larger `per_page` values are served as this many items.
 pub const PER_PAGE_MAX: u32 = 1000;
+/// The largest `per_page` accepted at all (then capped): it is declared `int32`.
+const PER_PAGE_LIMIT: u64 = i32::MAX as u64;
+/// `page` and `after` are declared `int64`.
+const INT64_MAX: u64 = i64::MAX as u64;
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
@@ -62,12 +67,15 @@ impl ApiQuery {
         names.iter().find_map(|name| self.get(name))
     }
 
-    fn number(&self, name: &str) -> Result<Option<u64>, ApiError> {
+    /// A non-negative integer of at most `max`: the bound of the type the OpenAPI document
+    /// declares for it (`int32` or `int64`), so what the contract calls invalid is a 400 here.
+    fn number(&self, name: &str, max: u64) -> Result<Option<u64>, ApiError> {
         self.get(name)
-            .map(|raw| {
-                raw.trim().parse::<u64>().map_err(|_| {
-                    ApiError::bad_request(format!("{name} must be a non-negative integer"))
-                })
+            .map(|raw| match raw.trim().parse::<u64>() {
+                Ok(n) if n <= max => Ok(n),
+                _ => Err(ApiError::bad_request(format!(
+                    "{name} must be an integer from 0 to {max}"
+                ))),
             })
             .transpose()
     }
@@ -136,19 +144,19 @@ pub struct Pagination {
 
 impl Pagination {
     pub fn from_query(query: &ApiQuery) -> Result<Self, ApiError> {
-        let per_page = match query.number("per_page")? {
+        let per_page = match query.number("per_page", PER_PAGE_LIMIT)? {
             None => PER_PAGE_DEFAULT,
             Some(0) => return Err(ApiError::bad_request("per_page must be at least 1")),
             Some(n) => n.min(u64::from(PER_PAGE_MAX)) as u32,
         };
-        let page = match query.number("page")? {
+        let page = match query.number("page", INT64_MAX)? {
             None => 1,
             Some(0) => return Err(ApiError::bad_request("page starts at 1")),
             Some(n) => n,
         };
         Ok(Self {
             per_page,
-            after: query.number("after")?,
+            after: query.number("after", INT64_MAX)?,
             page,
         })
     }

@@ -52,9 +52,9 @@ pub async fn create(
     description = "Messages by number. A `Link: <…>; rel=\"next\"` header gives the next page.",
     params(
         ("token" = String, Path), ("chat_number" = u64, Path),
-        ("per_page" = Option<u32>, Query, minimum = 1, description = "1 to 1000 (larger is capped), default 50"),
-        ("after" = Option<u64>, Query, description = "start after this number (keyset)"),
-        ("page" = Option<u64>, Query, minimum = 1, description = "page number from 1 (when `after` is absent)"),
+        ("per_page" = Option<i32>, Query, minimum = 1, maximum = 2147483647, description = "default 50; more than 1000 is served as 1000"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "start after this number (keyset)"),
+        ("page" = Option<i64>, Query, minimum = 1, description = "page number from 1 (when `after` is absent)"),
     ),
     responses(
         (status = 200, body = Vec<Message>),
@@ -115,6 +115,22 @@ pub async fn update(
     ))
 }
 
+/// PATCH is routed to [`update`]; this only documents it (utoipa describes one method per
+/// annotated function, and an operation id must be unique).
+#[utoipa::path(patch, path = "/applications/{token}/chats/{chat_number}/messages/{number}", tag = "messages",
+    operation_id = "patch_message",
+    description = "Replaces the body, as PUT does.",
+    params(("token" = String, Path), ("chat_number" = u64, Path), ("number" = u64, Path)),
+    request_body = MessageInput,
+    responses(
+        (status = 200, body = Message),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+pub fn patch_doc() {}
+
 const SEARCH_TERM: [&str; 3] = ["q", "query", "body"];
 
 async fn search_in(
@@ -142,7 +158,7 @@ async fn search_in(
     params(
         ("token" = String, Path), ("chat_number" = u64, Path),
         ("q" = String, Query, min_length = 1, pattern = "\\S", description = "the search term (or `query`, or `body`)"),
-        ("per_page" = Option<u32>, Query, minimum = 1), ("page" = Option<u64>, Query, minimum = 1),
+        ("per_page" = Option<i32>, Query, minimum = 1, maximum = 2147483647, description = "default 50; more than 1000 is served as 1000"), ("page" = Option<i64>, Query, minimum = 1),
     ),
     responses(
         (status = 200, body = Vec<Message>),
@@ -164,7 +180,7 @@ pub async fn search(
     params(
         ("application_token" = String, Query), ("chat_number" = u64, Query),
         ("body" = String, Query, min_length = 1, pattern = "\\S", description = "the search term (or `q`, or `query`)"),
-        ("per_page" = Option<u32>, Query, minimum = 1), ("page" = Option<u64>, Query, minimum = 1),
+        ("per_page" = Option<i32>, Query, minimum = 1, maximum = 2147483647, description = "default 50; more than 1000 is served as 1000"), ("page" = Option<i64>, Query, minimum = 1),
     ),
     responses(
         (status = 200, body = Vec<Message>),

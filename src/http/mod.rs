@@ -13,6 +13,7 @@ mod ops;
 mod path;
 mod router;
 mod server;
+mod server_conn;
 mod state;
 
 pub use ops::ApiDoc;

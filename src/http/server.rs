@@ -3,11 +3,10 @@
 
 use std::future::Future;
 
-use axum::extract::Request;
 use tokio::net::TcpListener;
 use tower_http::normalize_path::NormalizePath;
 
-use super::listener::{ClientAddr, IdleTimeoutListener};
+use super::listener::IdleTimeoutListener;
 use super::state::HttpState;
 
 /// How often idle rate-limiter entries are dropped, so their memory stays bounded.
@@ -33,13 +32,8 @@ pub async fn serve(
             }
         })
     };
-    // The client's address is needed by the per-client rate limit.
-    let service =
-        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<ClientAddr>(service);
     let listener = IdleTimeoutListener::new(listener, state.limits.idle);
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = super::server_conn::serve_connections(listener, service, shutdown).await;
     janitor.abort();
     served?;
     state.service.flush_and_stop().await;

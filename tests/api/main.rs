@@ -16,6 +16,7 @@ mod idempotency;
 mod limits;
 mod messages;
 mod ops;
+mod protocol;
 mod scaled;
 mod search;
 mod shutdown;

@@ -247,3 +247,36 @@ async fn a_lost_search_index_is_rebuilt_from_the_messages() {
     let search = format!("/applications/{token}/chats/{chat}/messages/search?q=error");
     assert_eq!(numbers(&app, &search).await, vec![2, 1], "ranked again");
 }
+
+#[tokio::test]
+async fn a_nul_in_a_search_term_is_matched_literally() {
+    let app = spawn_app().await;
+    let token = app.create_application("a").await;
+    let chat = app.create_chat(&token).await;
+    app.create_message(&token, chat, "a\u{0}b and hello\u{0}world")
+        .await;
+    app.create_message(&token, chat, "a b and hello world")
+        .await;
+    let routes = [
+        format!("/applications/{token}/chats/{chat}/messages/search?q="),
+        format!("/search?application_token={token}&chat_number={chat}&body="),
+    ];
+    for route in routes {
+        // Once answered 500 (SQLite FTS5: "unterminated string").
+        assert_eq!(numbers(&app, &format!("{route}a%00b")).await, vec![1]);
+        assert_eq!(
+            numbers(&app, &format!("{route}hello%00world")).await,
+            vec![1],
+            "a long word holding a NUL"
+        );
+        assert_eq!(numbers(&app, &format!("{route}%00")).await, vec![1]);
+        assert_eq!(
+            numbers(&app, &format!("{route}HELLO%00W%20and")).await,
+            vec![1]
+        );
+        assert_eq!(
+            numbers(&app, &format!("{route}x%00y")).await,
+            Vec::<u64>::new()
+        );
+    }
+}

@@ -194,7 +194,15 @@ fn index_some(inner: &Inner, index: &Connection, reader: &Connection) -> rusqlit
             tx.prepare_cached("INSERT OR REPLACE INTO messages_fts (rowid, body) VALUES (?1, ?2)")?;
         for (_, id, body) in &pending {
             if let Some(body) = body {
-                insert.execute(params![id, body])?;
+                // FTS5 tokenizes a text only up to its first NUL: index a NUL as a space, so
+                // the words after it are found too (the contentless index keeps no text, and
+                // a search word holding a NUL is checked against the stored body).
+                let body = if body.contains('\0') {
+                    std::borrow::Cow::Owned(body.replace('\0', " "))
+                } else {
+                    std::borrow::Cow::Borrowed(body.as_str())
+                };
+                insert.execute(params![id, body.as_ref()])?;
             }
         }
     }

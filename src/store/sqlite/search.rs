@@ -39,7 +39,7 @@ const CHAT_QUERY: &str = "SELECT m.id, m.number, m.body, m.created_at, m.updated
      FROM messages m WHERE m.id BETWEEN ?1 AND ?2 ORDER BY m.id";
 
 /// An FTS5 expression that matches the words literally: each one a quoted string, all required.
-fn fts_expression(words: &[&String]) -> String {
+fn fts_expression(words: &[&str]) -> String {
     words
         .iter()
         .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
@@ -69,10 +69,8 @@ fn search_chat(
 ) -> rusqlite::Result<Vec<MessageRow>> {
     let wanted = page.offset as usize + page.limit as usize;
     let (first, last) = chat_rows(chat_id);
-    let (indexed, short): (Vec<&String>, Vec<&String>) = terms
-        .words()
-        .iter()
-        .partition(|word| word.chars().count() >= TRIGRAM);
+    // Short words (and words holding a NUL) are checked in Rust over the candidates.
+    let (indexed, check) = terms.lookups(TRIGRAM);
     let tx = conn.unchecked_transaction()?;
     let mut found: Vec<MessageRow> = Vec::with_capacity(wanted.min(1024));
     if indexed.is_empty() {
@@ -98,7 +96,7 @@ fn search_chat(
             statement.query_map(params![first, last, fts_expression(&indexed)], id_and_row)?
         {
             let (id, row) = row?;
-            if pending_ids.contains(&id) || (!short.is_empty() && !terms.matches(&row.1)) {
+            if pending_ids.contains(&id) || (check && !terms.matches(&row.1)) {
                 continue;
             }
             found.push(row);
@@ -140,8 +138,7 @@ mod tests {
 
     #[test]
     fn quotes_every_word_and_doubles_inner_quotes() {
-        let words = ["a\"b".to_owned(), "OR".to_owned(), "x*".to_owned()];
-        let refs: Vec<&String> = words.iter().collect();
-        assert_eq!(fts_expression(&refs), r#""a""b" AND "OR" AND "x*""#);
+        let words = ["a\"b", "OR", "x*"];
+        assert_eq!(fts_expression(&words), r#""a""b" AND "OR" AND "x*""#);
     }
 }
