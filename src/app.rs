@@ -7,7 +7,6 @@ mod lock;
 use std::sync::Arc;
 
 use crate::config::{Config, Database};
-use crate::error::BackendError;
 use crate::events::direct::DirectSink;
 use crate::events::{Backlog, EventSink, NoBacklog};
 use crate::idempotency::{Idempotency, LocalIdempotency, RedisIdempotency, ResponseStore};
@@ -170,16 +169,4 @@ fn direct_sink(
         Arc::new(DirectSink::start(store.clone(), metrics.clone())),
         Arc::new(NoBacklog),
     )
-}
-
-/// Whether the search engine being away may be waited out (`migrate` creates the index when it
-/// can; the workers create it when the cluster is back).
-pub fn tolerate_unavailable(result: Result<(), BackendError>) -> Result<(), BackendError> {
-    match result {
-        Err(BackendError::Unavailable(reason)) => {
-            tracing::warn!(%reason, "search engine unavailable: the workers create the index when it is back");
-            Ok(())
-        }
-        other => other,
-    }
 }

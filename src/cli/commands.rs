@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, App, Backend};
 use crate::config::Config;
+use crate::error::BackendError;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::search::{IndexOp, Indexer};
@@ -47,7 +48,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         crate::events::kafka::create_topics(brokers, &topics, config.kafka_partitions).await?;
     }
     if let Some(engine) = app::search_engine(config, &backend.store)? {
-        app::tolerate_unavailable(engine.ensure_index().await)?;
+        tolerate_unavailable(engine.ensure_index().await)?;
     }
     if let Some(url) = config.redis() {
         let (_, backlog) = app::sink(config, &backend.store, &Metrics::new())?;
@@ -163,4 +164,16 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Whether the search engine being away may be waited out (`migrate` creates the index when it
+/// can; the workers create it when the cluster is back).
+fn tolerate_unavailable(result: Result<(), BackendError>) -> Result<(), BackendError> {
+    match result {
+        Err(BackendError::Unavailable(reason)) => {
+            tracing::warn!(%reason, "search engine unavailable: the workers create the index when it is back");
+            Ok(())
+        }
+        other => other,
+    }
 }

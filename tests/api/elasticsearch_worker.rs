@@ -7,6 +7,27 @@ use tokio::net::TcpListener;
 
 use crate::elasticsearch::{fake_cluster, fake_cluster_on};
 
+/// A scaled stack (one API process, one worker) searching in `search_url`, with an application
+/// and its chat 1: the stack, a client, the API's address and the token.
+async fn stack_with_a_chat(
+    services: &crate::stack::Services,
+    search_url: &str,
+    name: &str,
+) -> (crate::stack::Stack, reqwest::Client, String, String) {
+    let search = [("ELASTICSEARCH_URL", search_url)];
+    let stack = crate::stack::Stack::start_with(services, &services.kafka, 1, 1, &search).await;
+    let client = reqwest::Client::new();
+    let api = stack.api(0).to_owned();
+    let token = crate::helpers::create_application_at(&client, &api, name).await;
+    let chat = client
+        .post(format!("{api}/applications/{token}/chats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), StatusCode::CREATED);
+    (stack, client, api, token)
+}
+
 #[tokio::test]
 async fn elasticsearch_the_worker_indexes_what_it_stored() {
     let test = "elasticsearch_the_worker_indexes_what_it_stored";
@@ -15,22 +36,7 @@ async fn elasticsearch_the_worker_indexes_what_it_stored() {
     };
     let reply = json!({ "acknowledged": true, "errors": false, "items": [] });
     let (url, fake) = fake_cluster(vec![(200, reply)]).await;
-    let stack = crate::stack::Stack::start_with(
-        &services,
-        &services.kafka,
-        1,
-        1,
-        &[("ELASTICSEARCH_URL", url.as_str())],
-    )
-    .await;
-    let client = reqwest::Client::new();
-    let api = stack.api(0).to_owned();
-    let token = crate::helpers::create_application_at(&client, &api, "es").await;
-    client
-        .post(format!("{api}/applications/{token}/chats"))
-        .send()
-        .await
-        .unwrap();
+    let (stack, client, api, token) = stack_with_a_chat(&services, &url, "es").await;
     let created = client
         .post(format!("{api}/applications/{token}/chats/1/messages"))
         .json(&json!({ "body": "indexed \"body\"" }))
@@ -85,17 +91,8 @@ async fn elasticsearch_down_search_answers_503_and_the_rest_works() {
         return;
     };
     // Nothing listens on port 9 of the loopback.
-    let down = [("ELASTICSEARCH_URL", "http://127.0.0.1:9")];
-    let stack = crate::stack::Stack::start_with(&services, &services.kafka, 1, 1, &down).await;
-    let client = reqwest::Client::new();
-    let api = stack.api(0).to_owned();
-    let token = crate::helpers::create_application_at(&client, &api, "es-down").await;
-    let chat = client
-        .post(format!("{api}/applications/{token}/chats"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(chat.status(), StatusCode::CREATED);
+    let (stack, client, api, token) =
+        stack_with_a_chat(&services, "http://127.0.0.1:9", "es-down").await;
     let message = client
         .post(format!("{api}/applications/{token}/chats/1/messages"))
         .json(&json!({ "body": "still accepted" }))
@@ -148,17 +145,7 @@ async fn elasticsearch_down_messages_are_stored_and_indexed_when_it_returns() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let down = [("ELASTICSEARCH_URL", url.as_str())];
-    let stack = crate::stack::Stack::start_with(&services, &services.kafka, 1, 1, &down).await;
-    let client = reqwest::Client::new();
-    let api = stack.api(0).to_owned();
-    let token = crate::helpers::create_application_at(&client, &api, "es-away").await;
-    let chat = client
-        .post(format!("{api}/applications/{token}/chats"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(chat.status(), StatusCode::CREATED);
+    let (stack, client, api, token) = stack_with_a_chat(&services, &url, "es-away").await;
     for round in 0..3 {
         if round > 0 {
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
