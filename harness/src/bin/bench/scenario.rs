@@ -321,3 +321,54 @@ impl Generator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generator(kind: Kind) -> Generator {
+        let samples = Samples::from([((3, 13), "stored body".to_owned())]);
+        let plan = Plan::new("t".into(), 20, samples);
+        Generator::new(kind, plan, Arc::new(Ledger::default()))
+    }
+
+    fn req(check: Check) -> Req {
+        Req {
+            method: Method::GET,
+            path: String::new(),
+            body: None,
+            check,
+        }
+    }
+
+    #[test]
+    fn a_read_of_a_sampled_message_must_answer_the_stored_body() {
+        let g = generator(Kind::ReadOne);
+        let read = req(Check::Body("stored body".into()));
+        let answer = |body: &str| serde_json::json!({ "number": 13, "body": body }).to_string();
+        let ok = g.check(&read, StatusCode::OK, answer("stored body").as_bytes());
+        assert!(matches!(ok, Verdict::Ok));
+        let wrong = g.check(&read, StatusCode::OK, answer("another").as_bytes());
+        assert!(matches!(wrong, Verdict::Error));
+    }
+
+    #[test]
+    fn every_search_result_must_contain_the_term() {
+        let g = generator(Kind::Search);
+        let search = req(Check::Contains("kaze".into()));
+        let answer = |bodies: &[&str]| {
+            let items: Vec<_> = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| serde_json::json!({ "number": i + 1, "body": b }))
+                .collect();
+            serde_json::to_vec(&items).unwrap()
+        };
+        let ok = g.check(&search, StatusCode::OK, &answer(&["la KAZE mo", "kazeko"]));
+        assert!(matches!(ok, Verdict::Ok));
+        let empty = g.check(&search, StatusCode::OK, &answer(&[]));
+        assert!(matches!(empty, Verdict::Ok));
+        let wrong = g.check(&search, StatusCode::OK, &answer(&["kaze", "tomo"]));
+        assert!(matches!(wrong, Verdict::Error));
+    }
+}

@@ -69,3 +69,40 @@ fn already_dead(api: &mut Server, faults: &mut FaultLog, when: &str) {
         faults.unexpected_exits.push(exit);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::check::Findings;
+
+    #[tokio::test]
+    async fn a_server_that_died_by_itself_fails_the_run() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let script = "echo 'chat-system listening on http://127.0.0.1:80'; exit 3";
+        let system = ChatSystem::new("sh").logs_in(dir.path());
+        let mut api = system
+            .start(&["-c", script], "api.log")
+            .await
+            .expect("it says where it listens");
+        let mut faults = FaultLog::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while faults.unexpected_exits.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            already_dead(&mut api, &mut faults, "before fault 1");
+        }
+        assert_eq!(faults.unexpected_exits.len(), 1, "{faults:?}");
+        assert!(faults.unexpected_exits[0].contains("exit status: 3"));
+        let report = ShapeReport::new(
+            "embedded",
+            7,
+            1,
+            Duration::from_secs(1),
+            faults,
+            (BTreeMap::new(), Vec::new()),
+            Findings::default(),
+        );
+        assert!(!report.passed(), "an unexpected exit fails the run");
+    }
+}
