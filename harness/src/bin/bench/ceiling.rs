@@ -47,9 +47,9 @@ pub async fn serve(created: usize, read: usize) -> anyhow::Result<()> {
     let app = Router::new()
         .route(
             "/applications/{token}/chats/{chat}/messages",
-            post(move |Json(_body): Json<Body>| async move {
-                (StatusCode::CREATED, JSON, created)
-            }),
+            post(
+                move |Json(_body): Json<Body>| async move { (StatusCode::CREATED, JSON, created) },
+            ),
         )
         .route(
             "/applications/{token}/chats/{chat}/messages/{number}",
@@ -78,7 +78,10 @@ pub async fn real_lengths(binary: &Path, scratch: &Path) -> anyhow::Result<(usiz
         let text = serde_json::json!({ "body": body(&mut seeded(0)) }).to_string();
         let messages = format!("{chats}/1/messages");
         let (status, created) = conn.send(Method::POST, &messages, Some(&text)).await?;
-        anyhow::ensure!(status == StatusCode::CREATED, "creating a message: {status}");
+        anyhow::ensure!(
+            status == StatusCode::CREATED,
+            "creating a message: {status}"
+        );
         let (status, read) = conn
             .send(Method::GET, &format!("{messages}/1"), None)
             .await?;
@@ -111,7 +114,9 @@ pub async fn measure(
     let mut server = Server::listen(command, LISTENING, "the ceiling").await?;
     let dummy = Plan::new("ceiling".into(), 1, Samples::new());
     let post = bench.closed(server.addr, Kind::Ceiling, &dummy, 0).await?;
-    let get = bench.closed(server.addr, Kind::CeilingRead, &dummy, 0).await?;
+    let get = bench
+        .closed(server.addr, Kind::CeilingRead, &dummy, 0)
+        .await?;
     server.kill9().await?;
     Ok((post, get))
 }

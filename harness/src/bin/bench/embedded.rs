@@ -68,7 +68,10 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
         );
         let addr = server.addr;
         let samples = db::samples(&db_path, &token, filled.readable).await?;
-        eprintln!("bench: {} stored bodies sampled for the reads' check", samples.len());
+        eprintln!(
+            "bench: {} stored bodies sampled for the reads' check",
+            samples.len()
+        );
         let plan = Plan::new(token.clone(), filled.readable, samples);
         let base = bench.ledger.messages();
         let stored = |bench: &Bench| filled.stored + bench.ledger.messages() - base;

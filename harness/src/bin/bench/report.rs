@@ -140,7 +140,12 @@ impl Ceilings {
 
     /// `m`'s throughput as a fraction of its ceiling.
     pub fn ratio(&self, m: &Measurement) -> f64 {
-        let reads = [Kind::ReadOne, Kind::ListPage, Kind::Search, Kind::CeilingRead];
+        let reads = [
+            Kind::ReadOne,
+            Kind::ListPage,
+            Kind::Search,
+            Kind::CeilingRead,
+        ];
         let ceiling = if reads.contains(&m.scenario) {
             self.get
         } else {
@@ -336,10 +341,7 @@ pub fn targets(report: &Report, largest_stage: u64) -> Vec<Target> {
         out.push(Target {
             name: "read-one-message throughput".into(),
             wanted: ">= 0.60 x axum GET ceiling".into(),
-            measured: format!(
-                "{ratio:.2} x ({:.0} of {get:.0} req/s)",
-                read.throughput
-            ),
+            measured: format!("{ratio:.2} x ({:.0} of {get:.0} req/s)", read.throughput),
             met: ratio >= 0.60,
         });
     }

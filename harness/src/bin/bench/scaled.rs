@@ -212,7 +212,10 @@ async fn measure(stack: &mut Stack, bench: &Bench, sizes: &Sizes) -> anyhow::Res
     let mut conn = mysql::connect(&stack.database_url).await?;
     let mariadb = mysql::durability(&mut conn).await?;
     let samples = mysql::samples(&mut conn, &token, filled.readable).await?;
-    eprintln!("bench: {} stored bodies sampled for the reads' check", samples.len());
+    eprintln!(
+        "bench: {} stored bodies sampled for the reads' check",
+        samples.len()
+    );
     let mut session = Session {
         bench,
         addr,

@@ -75,7 +75,7 @@ pub type Samples = HashMap<(u64, u64), String>;
 pub const SAMPLE_EVERY: u64 = 16;
 
 pub fn sampled(chat: u64, number: u64) -> bool {
-    (chat + number) % SAMPLE_EVERY == 0
+    (chat + number).is_multiple_of(SAMPLE_EVERY)
 }
 
 /// What the requests refer to: the application, and how many messages each chat holds.

@@ -120,13 +120,18 @@ pub async fn drain(
         for &chat in &target.chats {
             let rows = list_chat(target, chat).await?;
             total += rows.len();
-            stored.extend(rows.into_iter().map(|(number, body)| ((chat, number), body)));
+            stored.extend(
+                rows.into_iter()
+                    .map(|(number, body)| ((chat, number), body)),
+            );
         }
         let mut missing = taken
             .acks
             .iter()
             .filter(|a| {
-                let mine = edits.get(&(a.chat, a.number)).map_or(&[][..], Vec::as_slice);
+                let mine = edits
+                    .get(&(a.chat, a.number))
+                    .map_or(&[][..], Vec::as_slice);
                 stored
                     .get(&(a.chat, a.number))
                     .is_none_or(|body| !edits::allowed(a, mine).contains(&body.as_str()))
@@ -341,9 +346,6 @@ mod tests {
         assert!(order_violations(&fine).is_empty());
         // 6 was acknowledged before the request that got 5 started.
         let inverted = [ack(6, 0, 10, origin), ack(5, 20, 30, origin)];
-        assert_eq!(
-            order_violations(&inverted),
-            vec![(6, 5)]
-        );
+        assert_eq!(order_violations(&inverted), vec![(6, 5)]);
     }
 }

@@ -31,7 +31,11 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
     for fault in 0..options.faults {
         tokio::time::sleep(options.pause(rng)).await;
         let killed = Instant::now();
-        already_dead(&mut api, &mut faults, &format!("before fault {}", fault + 1));
+        already_dead(
+            &mut api,
+            &mut faults,
+            &format!("before fault {}", fault + 1),
+        );
         system.restart(&mut api).await?;
         load.target.replace_api(0, api.url());
         let recovery = probe(&load.target, &load.ledger, killed, options.bound, fault).await;

@@ -103,7 +103,10 @@ pub async fn check_apps(
     for app in apps {
         if !tokens.insert(app.token.as_str()) {
             findings.duplicated += 1;
-            findings.note(format!("application token {} acknowledged twice", app.token));
+            findings.note(format!(
+                "application token {} acknowledged twice",
+                app.token
+            ));
         }
     }
     for token in apps_missing(target, apps).await? {

@@ -9,10 +9,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use reqwest::StatusCode;
-use serde_json::{json, Value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use crate::ledger::{Ledger, Taken};

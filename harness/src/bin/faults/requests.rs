@@ -32,7 +32,11 @@ impl Target {
         let response = match request.send().await {
             Ok(response) => response,
             Err(err) => {
-                let kind = if err.is_timeout() { "timeout" } else { "connection" };
+                let kind = if err.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection"
+                };
                 ledger.fail(format!("{what} {kind}"));
                 return Err(Failure::Unknown);
             }
@@ -49,7 +53,10 @@ impl Target {
         }
         // The answer is complete once its body is read: that is the acknowledgement.
         response.json::<Value>().await.map_err(|_| {
-            ledger.fail(format!("{what} {} without a readable body", status.as_u16()));
+            ledger.fail(format!(
+                "{what} {} without a readable body",
+                status.as_u16()
+            ));
             Failure::Unknown
         })
     }
@@ -65,7 +72,10 @@ impl Target {
         let url = format!("{api}/applications/{}/chats/{chat}/messages", self.token);
         let start = Instant::now();
         let request = self.client.post(url).json(&json!({ "body": body }));
-        let Ok(message) = self.send(ledger, "message", request, StatusCode::CREATED).await else {
+        let Ok(message) = self
+            .send(ledger, "message", request, StatusCode::CREATED)
+            .await
+        else {
             return false;
         };
         let end = Instant::now();
@@ -92,7 +102,10 @@ impl Target {
         (chat, number): (u64, u64),
         body: String,
     ) -> bool {
-        let url = format!("{api}/applications/{}/chats/{chat}/messages/{number}", self.token);
+        let url = format!(
+            "{api}/applications/{}/chats/{chat}/messages/{number}",
+            self.token
+        );
         let start = Instant::now();
         let request = self.client.patch(url).json(&json!({ "body": body }));
         let answer = self.send(ledger, "edit", request, StatusCode::OK).await;
@@ -120,7 +133,10 @@ impl Target {
         let url = format!("{api}/applications/{}/chats", self.token);
         let start = Instant::now();
         let request = self.client.post(url).json(&json!({}));
-        let Ok(chat) = self.send(ledger, "chat", request, StatusCode::CREATED).await else {
+        let Ok(chat) = self
+            .send(ledger, "chat", request, StatusCode::CREATED)
+            .await
+        else {
             return false;
         };
         let end = Instant::now();
@@ -138,7 +154,10 @@ impl Target {
             .client
             .post(format!("{api}/applications"))
             .json(&json!({ "name": name }));
-        let Ok(app) = self.send(ledger, "application", request, StatusCode::CREATED).await else {
+        let Ok(app) = self
+            .send(ledger, "application", request, StatusCode::CREATED)
+            .await
+        else {
             return false;
         };
         let Some(token) = app["token"].as_str() else {
