@@ -35,7 +35,8 @@ async fn bench_smoke_runs_every_scenario_without_duplicates() {
             "{wanted} missing from {scenarios:?}"
         );
     }
-    let all = std::iter::once(&report["ceiling"])
+    let all = [&report["ceiling"], &report["read_ceiling"]]
+        .into_iter()
         .chain(runs)
         .chain(report["sweep"].as_array().expect("sweep"))
         .chain(report["growth"].as_array().expect("growth"));
@@ -105,7 +106,8 @@ async fn bench_scaled_smoke_runs_every_scenario_without_duplicates() {
         );
     }
     let persist = &report["persist"];
-    let all = std::iter::once(&report["ceiling"])
+    let all = [&report["ceiling"], &report["read_ceiling"]]
+        .into_iter()
         .chain(runs)
         .chain(report["sweep"].as_array().expect("sweep"))
         .chain(std::iter::once(&persist["api_create"]));

@@ -27,7 +27,21 @@ async fn the_fault_runner_finds_nothing_lost_or_duplicated_over_two_kills() {
     assert_eq!(report["faults"]["injected"]["api"], 2, "{said}");
     let findings = &report["findings"];
     assert!(findings["acknowledged"].as_u64() > Some(0), "{said}");
-    for zero in ["lost", "duplicated", "order_violations", "count_mismatches"] {
+    for zero in [
+        "lost",
+        "edits_lost",
+        "chats_lost",
+        "applications_lost",
+        "duplicated",
+        "order_violations",
+        "count_mismatches",
+    ] {
         assert_eq!(findings[zero], 0, "{zero}: {said}");
     }
+    assert_eq!(
+        report["faults"]["unexpected_exits"],
+        serde_json::json!([]),
+        "{said}"
+    );
+    assert_eq!(report["writer_failures"], serde_json::json!([]), "{said}");
 }

@@ -15,9 +15,10 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// The axum ceiling server (started by the harness itself).
+    /// The axum ceiling server (started by the harness itself), answering bodies of these
+    /// lengths to a creation and to a read.
     #[command(hide = true)]
-    CeilingServer,
+    CeilingServer { created: usize, read: usize },
 }
 
 #[derive(Args, Clone)]

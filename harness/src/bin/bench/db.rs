@@ -9,7 +9,9 @@ use rand::Rng;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 
-use crate::scenario::{body, seeded, HOT_CHAT, SEARCH_CHAT, SPREAD};
+use crate::scenario::{
+    body, sampled, seeded, Samples, HOT_CHAT, SAMPLE_EVERY, SEARCH_CHAT, SPREAD,
+};
 
 /// One message row, with the row id the server gives it (chat id * 2^32 + number: the
 /// messages of a chat form one rowid range, which scoped search relies on).
@@ -192,6 +194,32 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
         readable: readable as u64,
         search_chat: (next[search_index].1 - 1) as u64,
     })
+}
+
+/// The stored bodies of the sampled readable messages ([`sampled`]) of the spread chats: what a
+/// read of one of them must answer. Read straight from the file (the server may be running:
+/// WAL readers do not block it).
+pub async fn samples(db: &Path, token: &str, readable: u64) -> anyhow::Result<Samples> {
+    let mut conn = open(db, SqliteSynchronous::Full).await?;
+    let app = app_id(&mut conn, token).await?;
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT c.number, m.number, m.body FROM chats c JOIN messages m \
+         ON m.id BETWEEN c.id * 4294967296 + 1 AND c.id * 4294967296 + ?3 \
+         WHERE c.application_id = ?1 AND c.number <= ?2 AND (c.number + m.number) % ?4 = 0",
+    )
+    .bind(app)
+    .bind(SPREAD as i64)
+    .bind(readable as i64)
+    .bind(SAMPLE_EVERY as i64)
+    .fetch_all(&mut conn)
+    .await?;
+    conn.close().await?;
+    let samples: Samples = rows
+        .into_iter()
+        .map(|(chat, number, body)| ((chat as u64, number as u64), body))
+        .collect();
+    debug_assert!(samples.keys().all(|&(chat, number)| sampled(chat, number)));
+    Ok(samples)
 }
 
 /// The persistence ceiling: single-row inserts into the server's schema (its triggers

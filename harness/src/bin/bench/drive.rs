@@ -18,9 +18,35 @@ pub struct Bench {
     pub duration: Duration,
     pub connections: usize,
     pub ledger: Arc<Ledger>,
+    /// Seeds the requests' generators (chats, numbers, bodies, terms drawn).
+    pub seed: u64,
 }
 
+/// The seed of the measured runs; a warm-up gets another.
+pub const MEASURED_SEED: u64 = 0;
+const WARM_UP_SEED: u64 = 1;
+
 impl Bench {
+    pub fn new(duration: Duration, connections: usize) -> Self {
+        Self {
+            duration,
+            connections,
+            ledger: Arc::new(Ledger::default()),
+            seed: MEASURED_SEED,
+        }
+    }
+
+    /// A quarter as long, same connections and ledger, another seed: it warms the caches
+    /// (ids, pages, counters) without touching exactly the rows the measured run will.
+    pub fn warm_up(&self) -> Bench {
+        Bench {
+            duration: self.duration / 4,
+            connections: self.connections,
+            ledger: self.ledger.clone(),
+            seed: WARM_UP_SEED,
+        }
+    }
+
     /// Closed loop: every connection sends its next request when the last one is answered.
     pub async fn closed(
         &self,
@@ -35,7 +61,8 @@ impl Bench {
             self.connections
         );
         let generator = Arc::new(Generator::new(kind, plan.clone(), self.ledger.clone()));
-        let outcome = load::closed(addr, generator, self.connections, self.duration).await?;
+        let outcome =
+            load::closed(addr, generator, self.connections, self.duration, self.seed).await?;
         Ok(Measurement::new(
             kind,
             "closed",
@@ -58,7 +85,8 @@ impl Bench {
         eprintln!("bench: {} (open, {rate:.0}/s)", kind.name());
         let connections = self.connections * 2;
         let generator = Arc::new(Generator::new(kind, plan.clone(), self.ledger.clone()));
-        let outcome = load::open(addr, generator, rate, connections, self.duration).await?;
+        let outcome =
+            load::open(addr, generator, rate, connections, self.duration, self.seed).await?;
         Ok(Measurement::new(
             kind,
             "open",

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,7 +15,7 @@ use crate::cli::RunArgs;
 use crate::drive::{create_application, Bench};
 use crate::load::Conn;
 use crate::report::{Report, SqliteCeiling};
-use crate::scenario::{Kind, Ledger, Plan};
+use crate::scenario::{Kind, Plan};
 use crate::{ceiling, db, machine, plot, report};
 
 pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
@@ -34,14 +33,11 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
     let system = ChatSystem::new(binary).logs_in(&scratch).log_level("warn");
     let builds = machine::builds_running();
     let load_before = machine::load_average();
-    let bench = Bench {
-        duration: Duration::from_secs_f64(duration),
-        connections,
-        ledger: Arc::new(Ledger::default()),
-    };
+    let bench = Bench::new(Duration::from_secs_f64(duration), connections);
 
-    // The axum ceiling, with the create-message request.
-    let ceiling = ceiling::measure(&bench, &scratch.join(log)).await?;
+    // The axum ceilings, answering as many bytes as the server does.
+    let lengths = ceiling::real_lengths(binary, &scratch).await?;
+    let (ceiling, read_ceiling) = ceiling::measure(&bench, &scratch.join(log), lengths).await?;
 
     // chat-system: one application, chats 1..=1002 stored directly.
     let data = scratch.join("data");
@@ -71,18 +67,16 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
             server.addr
         );
         let addr = server.addr;
-        let plan = Plan {
-            token: token.clone(),
-            readable: filled.readable,
-        };
+        let samples = db::samples(&db_path, &token, filled.readable).await?;
+        eprintln!(
+            "bench: {} stored bodies sampled for the reads' check",
+            samples.len()
+        );
+        let plan = Plan::new(token.clone(), filled.readable, samples);
         let base = bench.ledger.messages();
         let stored = |bench: &Bench| filled.stored + bench.ledger.messages() - base;
-        // Warm the caches (ids, pages) before measuring.
-        let warm = Bench {
-            duration: bench.duration / 4,
-            connections,
-            ledger: bench.ledger.clone(),
-        };
+        // Warm the caches (ids, pages) before measuring, on other rows than the measured run's.
+        let warm = bench.warm_up();
         warm.closed(addr, Kind::ReadOne, &plan, 0).await?;
         let read = bench
             .closed(addr, Kind::ReadOne, &plan, stored(&bench))
@@ -158,6 +152,7 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
         duration_s: duration,
         machine: machine::machine(load_before, builds),
         ceiling,
+        read_ceiling,
         sqlite,
         mean_batch,
         runs,

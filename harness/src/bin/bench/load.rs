@@ -149,20 +149,28 @@ async fn exchange(
     }
 }
 
+/// The generator seed of one connection of a run seeded `seed`: runs of different seeds (a
+/// warm-up and the measured run) draw different requests, so the measured run does not replay
+/// what the warm-up just brought into the caches.
+fn connection_seed(seed: u64, connection: usize) -> u64 {
+    seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ connection as u64
+}
+
 /// As fast as possible on `connections` connections for `duration`.
 pub async fn closed(
     addr: SocketAddr,
     generator: Arc<Generator>,
     connections: usize,
     duration: Duration,
+    seed: u64,
 ) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::with_capacity(connections);
-    for seed in 0..connections {
+    for connection in 0..connections {
         let generator = generator.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(seed as u64 ^ 0x5eed);
+            let mut rng = StdRng::seed_from_u64(connection_seed(seed, connection) ^ 0x5eed);
             let mut conn = Conn::connect(addr).await.ok();
             let mut outcome = Outcome::empty();
             while Instant::now() < deadline {
@@ -182,15 +190,16 @@ pub async fn count(
     generator: Arc<Generator>,
     connections: usize,
     total: u64,
+    seed: u64,
 ) -> anyhow::Result<Outcome> {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(connections);
-    for seed in 0..connections {
+    for connection in 0..connections {
         let generator = generator.clone();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(seed as u64 ^ 0xc0de);
+            let mut rng = StdRng::seed_from_u64(connection_seed(seed, connection) ^ 0xc0de);
             let mut conn = Conn::connect(addr).await.ok();
             let mut outcome = Outcome::empty();
             while next.fetch_add(1, Ordering::Relaxed) < total {
@@ -211,17 +220,18 @@ pub async fn open(
     rate: f64,
     connections: usize,
     duration: Duration,
+    seed: u64,
 ) -> anyhow::Result<Outcome> {
     let total = (rate * duration.as_secs_f64()).ceil().max(1.0) as u64;
     let interval = 1.0 / rate;
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(20);
     let mut tasks = Vec::with_capacity(connections);
-    for seed in 0..connections {
+    for connection in 0..connections {
         let generator = generator.clone();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(seed as u64 ^ 0x0be7);
+            let mut rng = StdRng::seed_from_u64(connection_seed(seed, connection) ^ 0x0be7);
             let mut conn = Conn::connect(addr).await.ok();
             let mut outcome = Outcome::empty();
             loop {

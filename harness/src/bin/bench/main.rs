@@ -41,7 +41,7 @@ use cli::{Cli, Command, RunArgs, Shape};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::CeilingServer) => ceiling::serve().await,
+        Some(Command::CeilingServer { created, read }) => ceiling::serve(created, read).await,
         None => run(&cli.run).await,
     };
     match result {

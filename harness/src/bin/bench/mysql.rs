@@ -11,7 +11,9 @@ use sqlx::mysql::MySqlConnectOptions;
 use sqlx::{Connection, MySqlConnection, QueryBuilder};
 
 use crate::db::Filled;
-use crate::scenario::{body, seeded, HOT_CHAT, SEARCH_CHAT, SPREAD};
+use crate::scenario::{
+    body, sampled, seeded, Samples, HOT_CHAT, SAMPLE_EVERY, SEARCH_CHAT, SPREAD,
+};
 
 /// Rows per multi-row INSERT: the worker's (`ROWS_PER_INSERT` of `src/store/mysql_apply.rs`).
 pub const ROWS_PER_INSERT: usize = 1000;
@@ -94,6 +96,33 @@ async fn insert_messages(
         insert.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// The stored bodies of the sampled readable messages ([`sampled`]) of the spread chats: what a
+/// read of one of them must answer.
+pub async fn samples(
+    conn: &mut MySqlConnection,
+    token: &str,
+    readable: u64,
+) -> anyhow::Result<Samples> {
+    let app = app_id(conn, token).await?;
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT c.number, m.number, m.body FROM chats c JOIN messages m ON m.chat_id = c.id \
+         WHERE c.application_id = ? AND c.number <= ? AND m.number <= ? \
+         AND MOD(c.number + m.number, ?) = 0",
+    )
+    .bind(app)
+    .bind(SPREAD as i64)
+    .bind(readable as i64)
+    .bind(SAMPLE_EVERY as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    let samples: Samples = rows
+        .into_iter()
+        .map(|(chat, number, body)| ((chat as u64, number as u64), body))
+        .collect();
+    debug_assert!(samples.keys().all(|&(chat, number)| sampled(chat, number)));
+    Ok(samples)
 }
 
 /// Stores chats 1..=HOT_CHAT and `target` messages of the application: every tenth in the

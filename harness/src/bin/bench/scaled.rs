@@ -15,7 +15,7 @@ use crate::drive::{create_application, Bench};
 use crate::mysql::{self, RawInsert};
 use crate::report::Measurement;
 use crate::scaled_report::{self, Drain, Persist, ScaledReport};
-use crate::scenario::{Generator, Kind, Ledger, Plan, HOT_CHAT};
+use crate::scenario::{Generator, Kind, Plan, HOT_CHAT};
 use crate::stack::{Broker, Services, Stack};
 use crate::{ceiling, load, machine, plot};
 
@@ -53,13 +53,12 @@ pub async fn run(args: &RunArgs, binary: &Path, services: &Services) -> anyhow::
     std::fs::create_dir_all(&scratch)?;
     let builds = machine::builds_running();
     let load_before = machine::load_average();
-    let bench = Bench {
-        duration: Duration::from_secs_f64(duration),
-        connections,
-        ledger: Arc::new(Ledger::default()),
-    };
+    let bench = Bench::new(Duration::from_secs_f64(duration), connections);
 
-    let ceiling = ceiling::measure(&bench, &scratch.join("ceiling.log")).await?;
+    // The lengths of a Message JSON from the embedded server: the scaled API answers the same.
+    let lengths = ceiling::real_lengths(binary, &scratch).await?;
+    let log = scratch.join("ceiling.log");
+    let (ceiling, read_ceiling) = ceiling::measure(&bench, &log, lengths).await?;
 
     let broker = Broker::start(services, &scratch).await?;
     let measured = match Stack::create(binary, services, &broker.brokers, &scratch).await {
@@ -95,6 +94,7 @@ pub async fn run(args: &RunArgs, binary: &Path, services: &Services) -> anyhow::
         setup,
         mariadb: measured.mariadb,
         ceiling,
+        read_ceiling,
         stored: measured.stored,
         search_chat_messages: measured.search_chat,
         runs: measured.runs,
@@ -211,25 +211,23 @@ async fn measure(stack: &mut Stack, bench: &Bench, sizes: &Sizes) -> anyhow::Res
     stack.reset_counters().await?;
     let mut conn = mysql::connect(&stack.database_url).await?;
     let mariadb = mysql::durability(&mut conn).await?;
+    let samples = mysql::samples(&mut conn, &token, filled.readable).await?;
+    eprintln!(
+        "bench: {} stored bodies sampled for the reads' check",
+        samples.len()
+    );
     let mut session = Session {
         bench,
         addr,
-        plan: Plan {
-            token: token.clone(),
-            readable: filled.readable,
-        },
+        plan: Plan::new(token.clone(), filled.readable, samples),
         conn,
         preloaded: filled.stored,
         drains: Vec::new(),
     };
     eprintln!("bench: API pid {:?} at {addr}", stack.api_pid());
 
-    // Warm the caches and every chat's counter before measuring.
-    let warm = Bench {
-        duration: bench.duration / 4,
-        connections: bench.connections,
-        ledger: bench.ledger.clone(),
-    };
+    // Warm the caches and every chat's counter before measuring (another seed: other rows).
+    let warm = bench.warm_up();
     warm.closed(addr, Kind::ReadOne, &session.plan, 0).await?;
     warm.closed(addr, Kind::CreateSpread, &session.plan, 0)
         .await?;
@@ -305,7 +303,14 @@ async fn persist(
         bench.ledger.clone(),
     ));
     let stored = session.stored();
-    let outcome = load::count(session.addr, generator, bench.connections, events).await?;
+    let outcome = load::count(
+        session.addr,
+        generator,
+        bench.connections,
+        events,
+        bench.seed,
+    )
+    .await?;
     let api_create = Measurement::new(
         Kind::CreateSpread,
         "closed",

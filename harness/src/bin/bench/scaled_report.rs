@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::mysql::RawInsert;
-use crate::report::{row, targets_table, Machine, Measurement, Target, HEADER};
+use crate::report::{row, targets_table, Ceilings, Machine, Measurement, Target, HEADER};
 
 /// The worker's persist rate: N events waiting in the broker, one worker started.
 #[derive(Serialize)]
@@ -48,7 +48,10 @@ pub struct ScaledReport {
     pub setup: Vec<String>,
     /// MariaDB's version and durability settings.
     pub mariadb: Vec<(String, String)>,
+    /// The POST ceiling (a create-message request, a Message-sized 201).
     pub ceiling: Measurement,
+    /// The GET ceiling (a read-one-message request, a Message-sized 200).
+    pub read_ceiling: Measurement,
     pub stored: u64,
     pub search_chat_messages: u64,
     pub runs: Vec<Measurement>,
@@ -74,7 +77,7 @@ pub fn targets(persist: &Persist) -> Vec<Target> {
 
 /// The scaled tables of BENCHMARKS.md, generated.
 pub fn markdown(report: &ScaledReport) -> String {
-    let ceiling = report.ceiling.throughput;
+    let ceiling = Ceilings::of(&report.ceiling, &report.read_ceiling);
     let mut out = String::new();
     let _ = writeln!(out, "### Scaled shape: what ran\n");
     for line in &report.setup {
@@ -99,6 +102,7 @@ pub fn markdown(report: &ScaledReport) -> String {
     );
     out.push_str(HEADER);
     row(&mut out, &report.ceiling, ceiling);
+    row(&mut out, &report.read_ceiling, ceiling);
     for m in &report.runs {
         row(&mut out, m, ceiling);
     }
@@ -121,7 +125,7 @@ pub fn markdown(report: &ScaledReport) -> String {
     out
 }
 
-fn persist_markdown(out: &mut String, p: &Persist, ceiling: f64) {
+fn persist_markdown(out: &mut String, p: &Persist, ceiling: Ceilings) {
     let _ = writeln!(
         out,
         "\n### Scaled shape: worker persist rate\n\n{} messages created through the API with the worker stopped:\n",
@@ -199,9 +203,10 @@ fn persist_markdown(out: &mut String, p: &Persist, ceiling: f64) {
 
 /// A plain-text summary for the terminal.
 pub fn print(report: &ScaledReport) {
-    let ceiling = report.ceiling.throughput.max(1e-9);
+    let ceiling = Ceilings::of(&report.ceiling, &report.read_ceiling);
     println!("scaled shape ({} stored)", report.stored);
-    let all = std::iter::once(&report.ceiling)
+    let all = [&report.ceiling, &report.read_ceiling]
+        .into_iter()
         .chain(&report.runs)
         .chain(&report.sweep)
         .chain(std::iter::once(&report.persist.api_create));
@@ -211,7 +216,7 @@ pub fn print(report: &ScaledReport) {
             m.name,
             m.offered.map_or("closed".to_owned(), |o| format!("{o:.0}")),
             m.throughput,
-            m.throughput / ceiling,
+            ceiling.ratio(m),
             m.p50_ms,
             m.p99_ms,
             m.errors,

@@ -3,11 +3,13 @@
 //! Every number the server hands out (a chat's, a message's) goes into one [`Ledger`] for the
 //! whole run, checked as the answers arrive: a number seen twice is a duplicate. A created
 //! message must also come back with the body that was sent (a number reused over an older row
-//! would answer with the older body).
+//! would answer with the older body). A read of a sampled message must answer the body stored
+//! (read from the database after the preload), and every result of a search must contain the
+//! term: a wrong answer is an error, not a fast success.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hyper::{Method, StatusCode};
 use rand::rngs::StdRng;
@@ -41,8 +43,12 @@ pub enum Kind {
     Search,
     /// 80 % read one message, 20 % create a message (spread).
     Mixed,
-    /// The axum ceiling: the create-message request against a handler that only parses it.
+    /// The axum ceiling: the create-message request against a handler that only parses it
+    /// and answers a Message-sized 201.
     Ceiling,
+    /// The axum GET ceiling: the read-one-message request against a handler that answers a
+    /// Message-sized 200.
+    CeilingRead,
 }
 
 impl Kind {
@@ -55,9 +61,21 @@ impl Kind {
             Kind::ListPage => "list one page (50)",
             Kind::Search => "search (1 word)",
             Kind::Mixed => "mixed 80% read / 20% write",
-            Kind::Ceiling => "axum ceiling (parse JSON, 201)",
+            Kind::Ceiling => "axum POST ceiling (parse JSON, 201)",
+            Kind::CeilingRead => "axum GET ceiling (200)",
         }
     }
+}
+
+/// Stored bodies of a sample of the readable messages: (chat number, message number) → body.
+pub type Samples = HashMap<(u64, u64), String>;
+
+/// Which readable messages are in the sample: about one in [`SAMPLE_EVERY`], spread over every
+/// chat and number (the preload's own SQL selects the same ones).
+pub const SAMPLE_EVERY: u64 = 16;
+
+pub fn sampled(chat: u64, number: u64) -> bool {
+    (chat + number).is_multiple_of(SAMPLE_EVERY)
 }
 
 /// What the requests refer to: the application, and how many messages each chat holds.
@@ -66,6 +84,18 @@ pub struct Plan {
     pub token: String,
     /// Every spread chat holds at least this many messages, numbered from 1.
     pub readable: u64,
+    /// The stored bodies a read of a sampled message must answer.
+    pub samples: Arc<Samples>,
+}
+
+impl Plan {
+    pub fn new(token: String, readable: u64, samples: Samples) -> Self {
+        Self {
+            token,
+            readable,
+            samples: Arc::new(samples),
+        }
+    }
 }
 
 /// Every number handed out during the run: (chat number, message number), or (0, chat number).
@@ -105,6 +135,10 @@ impl Ledger {
 pub enum Check {
     /// Any 2xx.
     Status,
+    /// 200 with a message carrying this body (the stored one, from the sample).
+    Body(String),
+    /// 200 with a list of messages, each containing this term (case-insensitive).
+    Contains(String),
     /// 201 with a message carrying this body; its number is recorded.
     Message(String),
     /// 201 with a chat; its number is recorded.
@@ -127,7 +161,7 @@ pub enum Verdict {
 pub struct Generator {
     pub kind: Kind,
     plan: Plan,
-    ledger: std::sync::Arc<Ledger>,
+    ledger: Arc<Ledger>,
 }
 
 #[derive(Deserialize)]
@@ -165,7 +199,7 @@ pub fn seeded(seed: u64) -> StdRng {
 }
 
 impl Generator {
-    pub fn new(kind: Kind, plan: Plan, ledger: std::sync::Arc<Ledger>) -> Self {
+    pub fn new(kind: Kind, plan: Plan, ledger: Arc<Ledger>) -> Self {
         Self { kind, plan, ledger }
     }
 
@@ -191,10 +225,14 @@ impl Generator {
     fn read_one(&self, rng: &mut StdRng) -> Req {
         let chat = rng.random_range(1..=SPREAD);
         let number = rng.random_range(1..=self.plan.readable.max(1));
-        self.get(format!(
+        let mut req = self.get(format!(
             "/applications/{}/chats/{chat}/messages/{number}",
             self.plan.token
-        ))
+        ));
+        if let Some(stored) = self.plan.samples.get(&(chat, number)) {
+            req.check = Check::Body(stored.clone());
+        }
+        req
     }
 
     pub fn next(&self, rng: &mut StdRng) -> Req {
@@ -210,7 +248,7 @@ impl Generator {
                 body: None,
                 check: Check::Chat,
             },
-            Kind::ReadOne => self.read_one(rng),
+            Kind::ReadOne | Kind::CeilingRead => self.read_one(rng),
             Kind::ListPage => {
                 let chat = rng.random_range(1..=SPREAD);
                 let after = rng.random_range(0..self.plan.readable.saturating_sub(50).max(1));
@@ -220,9 +258,11 @@ impl Generator {
             }
             Kind::Search => {
                 let term = word(rng.random_range(0..VOCABULARY));
-                self.get(format!(
+                let mut req = self.get(format!(
                     "/applications/{token}/chats/{SEARCH_CHAT}/messages/search?q={term}"
-                ))
+                ));
+                req.check = Check::Contains(term);
+                req
             }
             Kind::Mixed => {
                 if rng.random_range(0..10) < 2 {
@@ -238,11 +278,31 @@ impl Generator {
         if !status.is_success() {
             return Verdict::Error;
         }
-        if self.kind == Kind::Ceiling {
+        if matches!(self.kind, Kind::Ceiling | Kind::CeilingRead) {
             return Verdict::Ok;
         }
         let key = match &req.check {
             Check::Status => return Verdict::Ok,
+            Check::Body(stored) => {
+                return match serde_json::from_slice::<Created>(body) {
+                    Ok(read) if read.body.as_deref() == Some(stored.as_str()) => Verdict::Ok,
+                    _ => Verdict::Error,
+                };
+            }
+            Check::Contains(term) => {
+                return match serde_json::from_slice::<Vec<Created>>(body) {
+                    Ok(found)
+                        if found.iter().all(|m| {
+                            m.body
+                                .as_deref()
+                                .is_some_and(|b| b.to_lowercase().contains(term.as_str()))
+                        }) =>
+                    {
+                        Verdict::Ok
+                    }
+                    _ => Verdict::Error,
+                };
+            }
             Check::Message(sent) => match serde_json::from_slice::<Created>(body) {
                 Ok(created) if created.body.as_deref() == Some(sent.as_str()) => {
                     (created.chat_number.unwrap_or(0), created.number)
@@ -259,5 +319,56 @@ impl Generator {
         } else {
             Verdict::Duplicate
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generator(kind: Kind) -> Generator {
+        let samples = Samples::from([((3, 13), "stored body".to_owned())]);
+        let plan = Plan::new("t".into(), 20, samples);
+        Generator::new(kind, plan, Arc::new(Ledger::default()))
+    }
+
+    fn req(check: Check) -> Req {
+        Req {
+            method: Method::GET,
+            path: String::new(),
+            body: None,
+            check,
+        }
+    }
+
+    #[test]
+    fn a_read_of_a_sampled_message_must_answer_the_stored_body() {
+        let g = generator(Kind::ReadOne);
+        let read = req(Check::Body("stored body".into()));
+        let answer = |body: &str| serde_json::json!({ "number": 13, "body": body }).to_string();
+        let ok = g.check(&read, StatusCode::OK, answer("stored body").as_bytes());
+        assert!(matches!(ok, Verdict::Ok));
+        let wrong = g.check(&read, StatusCode::OK, answer("another").as_bytes());
+        assert!(matches!(wrong, Verdict::Error));
+    }
+
+    #[test]
+    fn every_search_result_must_contain_the_term() {
+        let g = generator(Kind::Search);
+        let search = req(Check::Contains("kaze".into()));
+        let answer = |bodies: &[&str]| {
+            let items: Vec<_> = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| serde_json::json!({ "number": i + 1, "body": b }))
+                .collect();
+            serde_json::to_vec(&items).unwrap()
+        };
+        let ok = g.check(&search, StatusCode::OK, &answer(&["la KAZE mo", "kazeko"]));
+        assert!(matches!(ok, Verdict::Ok));
+        let empty = g.check(&search, StatusCode::OK, &answer(&[]));
+        assert!(matches!(empty, Verdict::Ok));
+        let wrong = g.check(&search, StatusCode::OK, &answer(&["kaze", "tomo"]));
+        assert!(matches!(wrong, Verdict::Error));
     }
 }

@@ -1,6 +1,9 @@
 //! The checker: reads back every chat through the API and holds it against the ledger.
 //!
-//! - **lost**: an acknowledged (chat, number) that is not stored, or stored with another body;
+//! - **lost**: an acknowledged (chat, number) that is not stored, or stored with a body the
+//!   edit rule (`edits.rs`) does not allow (`wrong_body`, `edits_lost` when it had edits);
+//! - **chats and applications** (`entities.rs`): an acknowledged chat not listed, or an
+//!   acknowledged application not found with its name;
 //! - **duplicated**: a number listed twice in a chat, a number acknowledged twice, or one
 //!   writer's body stored under two numbers;
 //! - **order violations**: acknowledgement A ended before request B started, in the same chat,
@@ -16,7 +19,9 @@ use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::load::{Ack, Target};
+use crate::ledger::{Edit, Taken};
+use crate::load::Target;
+use crate::{edits, entities};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Findings {
@@ -24,6 +29,15 @@ pub struct Findings {
     pub stored: usize,
     pub lost: usize,
     pub wrong_body: usize,
+    /// Edit attempts recorded (acknowledged or of unknown outcome), and those acknowledged.
+    pub edits_attempted: usize,
+    pub edits_acknowledged: usize,
+    /// Messages with acknowledged edits stored with a body the edit rule does not allow.
+    pub edits_lost: usize,
+    pub chats_acknowledged: usize,
+    pub chats_lost: usize,
+    pub applications_acknowledged: usize,
+    pub applications_lost: usize,
     pub duplicated: usize,
     pub order_violations: usize,
     pub count_mismatches_before_sync: usize,
@@ -33,24 +47,35 @@ pub struct Findings {
 }
 
 impl Findings {
-    fn note(&mut self, example: String) {
+    pub fn note(&mut self, example: String) {
         if self.examples.len() < 20 {
             self.examples.push(example);
         }
     }
 }
 
-async fn get(target: &Target, path: &str) -> anyhow::Result<Value> {
+/// `GET path`: the answer of a `200`, `None` for a `404`; retried (20 times at most) on
+/// anything else.
+pub async fn get_or_missing(target: &Target, path: &str) -> anyhow::Result<Option<Value>> {
     for _ in 0..20 {
         let api = target.api(0).context("no API process")?;
         if let Ok(response) = target.client.get(format!("{api}{path}")).send().await {
-            if response.status() == StatusCode::OK {
-                return response.json().await.context("unreadable list");
+            match response.status() {
+                StatusCode::OK => return response.json().await.context("unreadable answer"),
+                StatusCode::NOT_FOUND => return Ok(None),
+                _ => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     bail!("GET {path} kept failing")
+}
+
+/// `GET path`, which must exist.
+pub async fn get(target: &Target, path: &str) -> anyhow::Result<Value> {
+    get_or_missing(target, path)
+        .await?
+        .with_context(|| format!("GET {path}: 404"))
 }
 
 /// Every stored message of `chat` as (number, body), in the order listed.
@@ -77,37 +102,55 @@ pub async fn list_chat(target: &Target, chat: u64) -> anyhow::Result<Vec<(u64, S
 }
 
 /// Scaled shape: waits until the workers have stored what was acknowledged: every
-/// acknowledged (chat, number) is listed and the listed total stopped changing, or nothing
-/// changed for `quiet`, or `bound` passed (then the checker reports what is missing).
+/// acknowledged message listed with a body the edit rule allows, every acknowledged chat listed
+/// and application found, and the listed total stopped changing; or nothing changed for
+/// `quiet`, or `bound` passed (then the checker reports what is missing).
 pub async fn drain(
     target: &Target,
-    acks: &[Ack],
+    taken: &Taken,
     quiet: Duration,
     bound: Duration,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let mut last = (usize::MAX, Instant::now());
+    let mut last = (usize::MAX, usize::MAX, Instant::now());
+    let edits = edits_by_message(&taken.edits);
     loop {
         let mut total = 0;
-        let mut present = HashSet::new();
+        let mut stored = HashMap::new();
         for &chat in &target.chats {
             let rows = list_chat(target, chat).await?;
             total += rows.len();
-            present.extend(rows.into_iter().map(|(number, _)| (chat, number)));
+            stored.extend(
+                rows.into_iter()
+                    .map(|(number, body)| ((chat, number), body)),
+            );
         }
-        let missing = acks
+        let mut missing = taken
+            .acks
             .iter()
-            .filter(|a| !present.contains(&(a.chat, a.number)))
+            .filter(|a| {
+                let mine = edits
+                    .get(&(a.chat, a.number))
+                    .map_or(&[][..], Vec::as_slice);
+                stored
+                    .get(&(a.chat, a.number))
+                    .is_none_or(|body| !edits::allowed(a, mine).contains(&body.as_str()))
+            })
             .count();
+        let listed = entities::list_chats(target).await?;
+        missing += entities::chats_missing(&listed, &taken.chats);
+        if missing == 0 {
+            missing += entities::apps_missing(target, &taken.apps).await?.len();
+        }
         if missing == 0 && total == last.0 {
             return Ok(started.elapsed());
         }
-        if total != last.0 {
-            last = (total, Instant::now());
+        if total != last.0 || missing != last.1 {
+            last = (total, missing, Instant::now());
         }
-        if last.1.elapsed() > quiet || started.elapsed() > bound {
+        if last.2.elapsed() > quiet || started.elapsed() > bound {
             eprintln!(
-                "drain: {missing} acknowledged not listed, {total} rows, after {:?}",
+                "drain: {missing} acknowledged not stored as acknowledged, {total} rows, after {:?}",
                 started.elapsed()
             );
             return Ok(started.elapsed());
@@ -116,23 +159,39 @@ pub async fn drain(
     }
 }
 
-/// Pairs (a, b) of one chat where a's acknowledgement ended before b's request started but
+/// The edits of each message, (chat, number) → its edits.
+fn edits_by_message(edits: &[Edit]) -> HashMap<(u64, u64), Vec<&Edit>> {
+    let mut by_message: HashMap<(u64, u64), Vec<&Edit>> = HashMap::new();
+    for edit in edits {
+        by_message
+            .entry((edit.chat, edit.number))
+            .or_default()
+            .push(edit);
+    }
+    by_message
+}
+
+/// One acknowledged creation of a numbered thing: (number, request start, answer end).
+pub type Numbered = (u64, Instant, Instant);
+
+/// Pairs (a, b) of creations in one sequence (the messages of a chat, the chats of an
+/// application) where a's acknowledgement ended before b's request started but
 /// a.number >= b.number. Counted once per b (against the largest earlier number).
-pub fn order_violations(acks: &[&Ack]) -> Vec<(u64, u64)> {
-    let mut by_end: Vec<&Ack> = acks.to_vec();
-    by_end.sort_by_key(|a| a.end);
-    let mut by_start: Vec<&Ack> = acks.to_vec();
-    by_start.sort_by_key(|a| a.start);
+pub fn order_violations(acks: &[Numbered]) -> Vec<(u64, u64)> {
+    let mut by_end = acks.to_vec();
+    by_end.sort_by_key(|a| a.2);
+    let mut by_start = acks.to_vec();
+    by_start.sort_by_key(|a| a.1);
     let mut violations = Vec::new();
     let mut done = 0;
     let mut max_before: Option<u64> = None;
-    for b in by_start {
-        while done < by_end.len() && by_end[done].end < b.start {
-            max_before = max_before.max(Some(by_end[done].number));
+    for (number, start, _) in by_start {
+        while done < by_end.len() && by_end[done].2 < start {
+            max_before = max_before.max(Some(by_end[done].0));
             done += 1;
         }
-        if let Some(max) = max_before.filter(|&max| max >= b.number) {
-            violations.push((max, b.number));
+        if let Some(max) = max_before.filter(|&max| max >= number) {
+            violations.push((max, number));
         }
     }
     violations
@@ -157,12 +216,7 @@ async fn count_mismatches(
         }
     }
     let app = get(target, &format!("/applications/{}", target.token)).await?;
-    let chats = get(
-        target,
-        &format!("/applications/{}/chats?per_page=1000", target.token),
-    )
-    .await?;
-    let listed = chats.as_array().map_or(0, Vec::len) as u64;
+    let listed = entities::list_chats(target).await?.len() as u64;
     if app["chats_count"].as_u64() != Some(listed) {
         mismatches += 1;
         findings.note(format!(
@@ -174,12 +228,16 @@ async fn count_mismatches(
 }
 
 /// Holds the stored rows against the ledger; `sync_counts` runs `chat-system sync-counts`.
-pub async fn check<F>(target: &Target, acks: &[Ack], sync_counts: F) -> anyhow::Result<Findings>
+pub async fn check<F>(target: &Target, taken: &Taken, sync_counts: F) -> anyhow::Result<Findings>
 where
     F: std::future::Future<Output = anyhow::Result<String>>,
 {
+    let acks = &taken.acks;
+    let edits = edits_by_message(&taken.edits);
     let mut findings = Findings {
         acknowledged: acks.len(),
+        edits_attempted: taken.edits.len(),
+        edits_acknowledged: taken.edits.iter().filter(|e| e.end.is_some()).count(),
         ..Findings::default()
     };
     let mut stored: HashMap<u64, HashMap<u64, String>> = HashMap::new();
@@ -204,6 +262,10 @@ where
     }
     let mut acked = HashSet::new();
     for ack in acks {
+        let mine = edits
+            .get(&(ack.chat, ack.number))
+            .map_or(&[][..], Vec::as_slice);
+        let allowed = edits::allowed(ack, mine);
         if !acked.insert((ack.chat, ack.number)) {
             findings.duplicated += 1;
             findings.note(format!(
@@ -219,19 +281,26 @@ where
                     ack.chat, ack.number
                 ));
             }
-            Some(body) if *body != ack.body => {
+            Some(body) if !allowed.contains(&body.as_str()) => {
                 findings.lost += 1;
                 findings.wrong_body += 1;
+                if mine.iter().any(|e| e.end.is_some()) {
+                    findings.edits_lost += 1;
+                }
                 findings.note(format!(
-                    "chat {}: {} stored as {body:?}, acknowledged as {:?}",
-                    ack.chat, ack.number, ack.body
+                    "chat {}: {} stored as {body:?}, allowed: {allowed:?}",
+                    ack.chat, ack.number
                 ));
             }
             Some(_) => {}
         }
     }
     for &chat in &target.chats {
-        let mine: Vec<&Ack> = acks.iter().filter(|a| a.chat == chat).collect();
+        let mine: Vec<Numbered> = acks
+            .iter()
+            .filter(|a| a.chat == chat)
+            .map(|a| (a.number, a.start, a.end))
+            .collect();
         let violations = order_violations(&mine);
         findings.order_violations += violations.len();
         for (before, after) in violations.into_iter().take(3) {
@@ -240,6 +309,8 @@ where
             ));
         }
     }
+    entities::check_chats(target, &taken.chats, &mut findings).await?;
+    entities::check_apps(target, &taken.apps, &mut findings).await?;
     findings.count_mismatches_before_sync =
         count_mismatches(target, &rows_per_chat, &mut Findings::default()).await?;
     let said = sync_counts.await?;
@@ -254,14 +325,12 @@ mod tests {
 
     use super::*;
 
-    fn ack(number: u64, start_ms: u64, end_ms: u64, origin: Instant) -> Ack {
-        Ack {
-            chat: 1,
+    fn ack(number: u64, start_ms: u64, end_ms: u64, origin: Instant) -> Numbered {
+        (
             number,
-            body: format!("body {number}"),
-            start: origin + Duration::from_millis(start_ms),
-            end: origin + Duration::from_millis(end_ms),
-        }
+            origin + Duration::from_millis(start_ms),
+            origin + Duration::from_millis(end_ms),
+        )
     }
 
     #[test]
@@ -274,12 +343,9 @@ mod tests {
             ack(4, 40, 60, origin),
             ack(3, 50, 70, origin),
         ];
-        assert!(order_violations(&fine.iter().collect::<Vec<_>>()).is_empty());
+        assert!(order_violations(&fine).is_empty());
         // 6 was acknowledged before the request that got 5 started.
         let inverted = [ack(6, 0, 10, origin), ack(5, 20, 30, origin)];
-        assert_eq!(
-            order_violations(&inverted.iter().collect::<Vec<_>>()),
-            vec![(6, 5)]
-        );
+        assert_eq!(order_violations(&inverted), vec![(6, 5)]);
     }
 }

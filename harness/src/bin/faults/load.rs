@@ -1,46 +1,25 @@
-//! The write load and its ledger: writer tasks create messages through the API processes
-//! (round robin) and record every `201` with the instants its request started and ended.
-//! Anything else (503, 408, a refused or cut connection, a client timeout) is counted and
-//! retried later with a new body: it is never taken for an acknowledgement.
+//! The write load: writer tasks create messages, edit them, create chats and applications
+//! through the API processes (round robin), and record every acknowledgement in the ledger
+//! (`ledger.rs`) with the instants its request started and ended. Anything else (503, 408, a
+//! refused or cut connection, a client timeout) is counted and retried later with a new body:
+//! it is never taken for an acknowledgement.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
+use crate::ledger::{Ledger, Taken};
+
 /// How long one request may take before the client gives up on it (beyond the producer's
 /// 5 s delivery timeout, so a slow broker answers 503 rather than being cut off).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// One acknowledged creation.
-#[derive(Clone, Debug)]
-pub struct Ack {
-    pub chat: u64,
-    pub number: u64,
-    pub body: String,
-    pub start: Instant,
-    pub end: Instant,
-}
-
-#[derive(Default)]
-pub struct Ledger {
-    pub acks: Mutex<Vec<Ack>>,
-    /// Failed attempts by kind ("503", "conn", "timeout", …).
-    pub failures: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Ledger {
-    fn fail(&self, kind: String) {
-        if let Ok(mut failures) = self.failures.lock() {
-            *failures.entry(kind).or_default() += 1;
-        }
-    }
-}
 
 /// The application and chats under load, and the API processes to reach them.
 pub struct Target {
@@ -106,63 +85,6 @@ impl Target {
     fn next_api(&self) -> Option<String> {
         self.api(self.next.fetch_add(1, Ordering::Relaxed))
     }
-
-    /// One creation through `api`; a `201` goes into the ledger. True if acknowledged.
-    pub async fn create_message(
-        &self,
-        ledger: &Ledger,
-        api: &str,
-        chat: u64,
-        body: String,
-    ) -> bool {
-        let url = format!("{api}/applications/{}/chats/{chat}/messages", self.token);
-        let start = Instant::now();
-        let sent = self
-            .client
-            .post(url)
-            .json(&json!({ "body": body }))
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(err) => {
-                ledger.fail(
-                    if err.is_timeout() {
-                        "timeout"
-                    } else {
-                        "connection"
-                    }
-                    .to_owned(),
-                );
-                return false;
-            }
-        };
-        let status = response.status();
-        if status != StatusCode::CREATED {
-            ledger.fail(status.as_u16().to_string());
-            return false;
-        }
-        // The answer is complete once its body is read: that is the acknowledgement.
-        let Ok(message) = response.json::<Value>().await else {
-            ledger.fail("201 without a readable body".to_owned());
-            return false;
-        };
-        let end = Instant::now();
-        let Some(number) = message["number"].as_u64() else {
-            ledger.fail("201 without a number".to_owned());
-            return false;
-        };
-        if let Ok(mut acks) = ledger.acks.lock() {
-            acks.push(Ack {
-                chat,
-                number,
-                body,
-                start,
-                end,
-            });
-        }
-        true
-    }
 }
 
 async fn post_until_created(
@@ -182,24 +104,56 @@ async fn post_until_created(
     bail!("POST {url} never answered 201 within 60 s")
 }
 
-/// `writers` tasks creating messages until `stop`; writer `w` writes to chat `w % chats`.
+/// Out of 100 operations of a writer: message creations below 70, edits below 85, chat
+/// creations below 95, application creations for the rest. Creations of messages dominate (they
+/// are what the order and count checks are about); the others are frequent enough to be hit
+/// by every fault.
+const MESSAGES: u32 = 70;
+const EDITS: u32 = 85;
+const CHATS: u32 = 95;
+
+/// `writers` tasks until `stop`; writer `w` works in chat `w % chats` (creating messages in it,
+/// and editing any acknowledged message of it, so writers sharing a chat edit concurrently),
+/// and creates chats and applications now and then. Each writer draws its operations from its
+/// own generator seeded by `seed`.
 pub fn spawn_writers(
     target: &Arc<Target>,
     ledger: &Arc<Ledger>,
     writers: usize,
+    seed: u64,
     stop: &Arc<AtomicBool>,
 ) -> Vec<JoinHandle<()>> {
     (0..writers)
         .map(|writer| {
             let (target, ledger, stop) = (target.clone(), ledger.clone(), stop.clone());
             tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed ^ (writer as u64).rotate_left(32));
                 let chat = target.chats[writer % target.chats.len()];
                 let mut sequence = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     sequence += 1;
                     let Some(api) = target.next_api() else { break };
-                    let body = format!("writer {writer} message {sequence}");
-                    if !target.create_message(&ledger, &api, chat, body).await {
+                    let draw = rng.random_range(0..100u32);
+                    let pick = rng.random_range(0..usize::MAX);
+                    let edit = ledger.message_of(chat, pick).filter(|_| draw < EDITS);
+                    let done = match (draw, edit) {
+                        (0..MESSAGES, _) => {
+                            let body = format!("writer {writer} message {sequence}");
+                            target.create_message(&ledger, &api, chat, body).await
+                        }
+                        (_, Some(message)) => {
+                            let body = format!("writer {writer} edit {sequence}");
+                            target.edit_message(&ledger, &api, message, body).await
+                        }
+                        (EDITS..CHATS, _) => target.create_chat(&ledger, &api).await,
+                        (CHATS.., _) => {
+                            let name = format!("faults writer {writer} application {sequence}");
+                            target.create_app(&ledger, &api, name).await
+                        }
+                        // An edit before the chat has any acknowledged message: nothing to do.
+                        _ => true,
+                    };
+                    if !done {
                         // Expected during a fault: back off a little, then go on.
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
@@ -246,12 +200,24 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// How long the writers may take to stop: each finishes its request in flight, which the
+/// client gives up on after [`REQUEST_TIMEOUT`].
+const STOP_WITHIN: Duration = Duration::from_secs(REQUEST_TIMEOUT.as_secs() + 10);
+
+/// The load once stopped: what the ledger holds, and what became of the writers.
+pub struct Finished {
+    pub target: Arc<Target>,
+    pub taken: Taken,
+    /// Writers that panicked (with the panic's message) or did not stop in time.
+    pub writer_failures: Vec<String>,
+}
+
 impl Running {
-    pub fn start(target: Target, writers: usize) -> Running {
+    pub fn start(target: Target, writers: usize, seed: u64) -> Running {
         let target = Arc::new(target);
         let ledger = Arc::new(Ledger::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let tasks = spawn_writers(&target, &ledger, writers, &stop);
+        let tasks = spawn_writers(&target, &ledger, writers, seed, &stop);
         Running {
             target,
             ledger,
@@ -260,24 +226,73 @@ impl Running {
         }
     }
 
-    /// Stops the writers (each finishes its request in flight) and hands back the ledger.
-    pub async fn finish(self) -> (Arc<Target>, Vec<Ack>, BTreeMap<String, u64>) {
+    /// Stops the writers (each finishes its request in flight) and hands back the ledger. A
+    /// writer that panicked (it stopped writing early, and the run is not what it claims) or
+    /// that does not stop within [`STOP_WITHIN`] is reported, not ignored.
+    pub async fn finish(self) -> Finished {
         self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks {
-            let _ = task.await;
+        let deadline = tokio::time::Instant::now() + STOP_WITHIN;
+        let mut writer_failures = Vec::new();
+        for (writer, mut task) in self.tasks.into_iter().enumerate() {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) if err.is_panic() => {
+                    let message = panic_message(err.into_panic());
+                    writer_failures.push(format!("writer {writer} panicked: {message}"));
+                }
+                Ok(Err(err)) => writer_failures.push(format!("writer {writer}: {err}")),
+                Err(_) => {
+                    task.abort();
+                    writer_failures.push(format!(
+                        "writer {writer} did not stop within {STOP_WITHIN:?}"
+                    ));
+                }
+            }
         }
-        let acks = self
-            .ledger
-            .acks
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default();
-        let failures = self
-            .ledger
-            .failures
-            .lock()
-            .map(|f| f.clone())
-            .unwrap_or_default();
-        (self.target, acks, failures)
+        Finished {
+            target: self.target,
+            taken: self.ledger.take(),
+            writer_failures,
+        }
+    }
+}
+
+/// The message of a panic's payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "(not a string)".to_owned(), |text| (*text).to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_writer_is_reported_with_its_message() {
+        let target = Arc::new(Target {
+            client: client(),
+            apis: RwLock::new(Vec::new()),
+            token: String::new(),
+            chats: vec![1],
+            next: AtomicUsize::new(0),
+        });
+        let running = Running {
+            target,
+            ledger: Arc::new(Ledger::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+            tasks: vec![
+                tokio::spawn(async {}),
+                tokio::spawn(async { panic!("the ledger is inconsistent") }),
+            ],
+        };
+        let finished = running.finish().await;
+        assert_eq!(
+            finished.writer_failures,
+            vec!["writer 1 panicked: the ledger is inconsistent".to_owned()]
+        );
     }
 }

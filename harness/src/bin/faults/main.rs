@@ -1,9 +1,11 @@
 //! `faults`: the fault-injection runner of chat-system. See RELIABILITY.md.
 //!
-//! Under concurrent write load it `kill -9`s the parts of a shape in turn, at seeded random
-//! points, restarts them, measures how long the service takes to answer again, and finally
-//! checks what was acknowledged against what is stored: nothing lost, nothing duplicated,
-//! numbers in acknowledgement order, counts equal to rows after `sync-counts`.
+//! Under concurrent write load (message creations, edits, chat and application creations) it
+//! `kill -9`s the parts of a shape in turn, at seeded random points, restarts them, measures how
+//! long the service takes to answer again, and finally checks what was acknowledged against what
+//! is stored: nothing lost (edits by the rule of `edits.rs`), nothing duplicated, numbers in
+//! acknowledgement order, counts equal to rows after `sync-counts`. A process that died by
+//! itself, or a writer task that panicked, fails the run too.
 //!
 //! Everything it starts is its own: a temporary data directory (embedded), or a private
 //! MariaDB, Redis and tansu on free ports (scaled). Killing them harms nothing else.
@@ -16,9 +18,13 @@
 //! them; the interleaving of the writers with a fault is up to the machine.
 
 mod check;
+mod edits;
 mod embedded;
+mod entities;
+mod ledger;
 mod load;
 mod report;
+mod requests;
 mod scaled;
 
 use std::path::PathBuf;
@@ -159,6 +165,9 @@ async fn main() -> ExitCode {
                 }
                 for exit in &report.faults.unexpected_exits {
                     eprintln!("  unexpected: {exit}");
+                }
+                for failure in &report.writer_failures {
+                    eprintln!("  writer failure: {failure}");
                 }
                 match report::write_json(&cli.out, &report) {
                     Ok(path) => eprintln!("{name}: results in {}", path.display()),

@@ -17,7 +17,8 @@ pub struct FaultLog {
     pub injected: BTreeMap<String, usize>,
     /// In injection order: (kind, recovery in ms, or None if not within the bound).
     pub sequence: Vec<(String, Option<u64>)>,
-    /// Processes found dead that the runner had not killed (restarted when found).
+    /// Processes found dead that the runner had not killed (restarted when found): each
+    /// fails the run.
     pub unexpected_exits: Vec<String>,
     /// After each unrecovered fault the API processes are restarted (as an operator would):
     /// how long until the service answered after that restart (ms), or None.
@@ -66,8 +67,12 @@ pub struct ShapeReport {
     pub recovery_ms_min: Option<u64>,
     pub recovery_ms_median: Option<u64>,
     pub recovery_ms_max: Option<u64>,
-    /// Attempts that were not acknowledged, by kind (status code, "connection", "timeout").
+    /// Attempts that were not acknowledged, by operation and kind (status code, "connection",
+    /// "timeout").
     pub unacknowledged_attempts: BTreeMap<String, u64>,
+    /// Writers that panicked (with the message) or did not stop: the load was not what it
+    /// claims, so the run fails.
+    pub writer_failures: Vec<String>,
     pub findings: Findings,
 }
 
@@ -78,9 +83,10 @@ impl ShapeReport {
         writers: usize,
         bound: Duration,
         faults: FaultLog,
-        failures: BTreeMap<String, u64>,
+        finished: (BTreeMap<String, u64>, Vec<String>),
         findings: Findings,
     ) -> Self {
+        let (failures, writer_failures) = finished;
         let recoveries = faults.recoveries();
         Self {
             shape: shape.to_owned(),
@@ -95,18 +101,25 @@ impl ShapeReport {
             recovery_ms_max: recoveries.last().copied(),
             faults,
             unacknowledged_attempts: failures,
+            writer_failures,
             findings,
         }
     }
 
-    /// Nothing lost, nothing duplicated, in order, counts right, every fault recovered.
+    /// Nothing lost (messages, edits, chats, applications), nothing duplicated, in order,
+    /// counts right, every fault recovered, no process died without being killed, no writer
+    /// panicked.
     pub fn passed(&self) -> bool {
         let f = &self.findings;
         f.lost == 0
+            && f.chats_lost == 0
+            && f.applications_lost == 0
             && f.duplicated == 0
             && f.order_violations == 0
             && f.count_mismatches == 0
             && self.faults.unrecovered() == 0
+            && self.faults.unexpected_exits.is_empty()
+            && self.writer_failures.is_empty()
     }
 }
 
@@ -120,8 +133,8 @@ fn ms(value: Option<u64>) -> String {
 /// The summary table, one row per shape.
 pub fn table(reports: &[ShapeReport]) -> String {
     let mut out = String::from(
-        "| shape | faults (by kind) | acknowledged | lost | duplicated | order violations | count mismatches (before / after sync-counts) | recovery min / median / max | unrecovered | verdict |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |\n",
+        "| shape | faults (by kind) | acknowledged | lost | edits / chats / applications acknowledged (lost) | duplicated | order violations | count mismatches (before / after sync-counts) | recovery min / median / max | unrecovered | unexpected exits / writer failures | verdict |\n\
+         | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | --- |\n",
     );
     for r in reports {
         let kinds: Vec<String> = r
@@ -133,11 +146,17 @@ pub fn table(reports: &[ShapeReport]) -> String {
         let total: usize = r.faults.injected.values().sum();
         let f = &r.findings;
         out.push_str(&format!(
-            "| {} | {total}: {} | {} | {} | {} | {} | {} / {} | {} / {} / {} | {} | {} |\n",
+            "| {} | {total}: {} | {} | {} | {} ({}) / {} ({}) / {} ({}) | {} | {} | {} / {} | {} / {} / {} | {} | {} / {} | {} |\n",
             r.shape,
             kinds.join(", "),
             f.acknowledged,
             f.lost,
+            f.edits_acknowledged,
+            f.edits_lost,
+            f.chats_acknowledged,
+            f.chats_lost,
+            f.applications_acknowledged,
+            f.applications_lost,
             f.duplicated,
             f.order_violations,
             f.count_mismatches_before_sync,
@@ -146,6 +165,8 @@ pub fn table(reports: &[ShapeReport]) -> String {
             ms(r.recovery_ms_median),
             ms(r.recovery_ms_max),
             r.faults.unrecovered(),
+            r.faults.unexpected_exits.len(),
+            r.writer_failures.len(),
             if r.passed() { "pass" } else { "FAIL" },
         ));
     }

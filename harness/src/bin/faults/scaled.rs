@@ -207,10 +207,13 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
     let started = Instant::now();
     let (mut stack, urls) = Stack::start(options).await?;
     let target = Target::create(urls, options.chats).await?;
-    let load = Running::start(target, options.writers);
+    let load = Running::start(target, options.writers, options.seed);
     let mut faults = FaultLog::default();
     for (fault, kind) in plan(&options.kinds, options.faults, rng).iter().enumerate() {
         tokio::time::sleep(options.pause(rng)).await;
+        // Whatever died by itself since the last look is found before it is killed again (a
+        // `kill -9` of a dead process only reaps it and would hide the crash).
+        stack.revive(&load.target, &mut faults).await?;
         let killed = Instant::now();
         let what = stack.inject(kind, rng, &load.target).await?;
         eprintln!("  killed {what}");
@@ -241,16 +244,18 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (target, acks, failures) = load.finish().await;
+    let finished = load.finish().await;
+    let target = finished.target.clone();
     let drained = check::drain(
         &target,
-        &acks,
+        &finished.taken,
         Duration::from_secs(20),
         Duration::from_secs(180),
     )
     .await?;
     let sync = stack.system.run(&["sync-counts"], "sync-counts.log");
-    let findings = check::check(&target, &acks, sync).await?;
+    let findings = check::check(&target, &finished.taken, sync).await?;
+    stack.revive(&target, &mut faults).await?;
     stack.stop().await;
     let mut report = ShapeReport::new(
         "scaled",
@@ -258,7 +263,7 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
         options.writers,
         options.bound,
         faults,
-        failures,
+        (finished.taken.failures, finished.writer_failures),
         findings,
     );
     report.duration_s = started.elapsed().as_secs_f64();
