@@ -39,6 +39,7 @@ pub fn embedded_only(test: &str, why: &str) -> bool {
 
 /// A test (or a check of one) that cannot run because `reason` (a service or tool is missing):
 /// a failure under `CI=true`, else a visible [`skip`]. The caller returns after it.
+#[track_caller]
 pub fn missing(test: &str, reason: &str) {
     assert!(
         !ci(),
@@ -94,7 +95,21 @@ pub struct Services {
 /// The services named by `CHAT_TEST_MYSQL_URL`, `CHAT_TEST_REDIS_URL` and
 /// `CHAT_TEST_KAFKA_BROKERS`, or `None` (after saying `skipped`) when they are not all set.
 /// Under `CI=true` a missing service fails the test instead ([`missing`]).
+#[track_caller]
 pub fn services(test: &str) -> Option<Services> {
+    // A match, not `map_err`: `#[track_caller]` does not reach through a closure.
+    match configured_services() {
+        Ok(services) => Some(services),
+        Err(unset) => {
+            missing(test, &unset);
+            None
+        }
+    }
+}
+
+/// The services of the `CHAT_TEST_*` variables, or which of them are not set: for a caller
+/// that cannot skip (the scaled run itself needs them).
+pub fn configured_services() -> Result<Services, String> {
     let names = [
         "CHAT_TEST_MYSQL_URL",
         "CHAT_TEST_REDIS_URL",
@@ -102,15 +117,14 @@ pub fn services(test: &str) -> Option<Services> {
     ];
     let [mysql, redis, kafka] = names.map(var);
     if let (Some(mysql), Some(redis), Some(kafka)) = (mysql, redis, kafka) {
-        return Some(Services {
+        return Ok(Services {
             mysql: mysql.trim_end_matches('/').to_owned(),
             redis,
             kafka,
         });
     }
     let unset: Vec<&str> = names.into_iter().filter(|n| var(n).is_none()).collect();
-    missing(test, &format!("{} not set", unset.join(", ")));
-    None
+    Err(format!("{} not set", unset.join(", ")))
 }
 
 /// The value of a `CHAT_TEST_*` variable, or `None` when it is unset or empty.
@@ -120,6 +134,7 @@ pub fn var(name: &str) -> Option<String> {
 
 /// The MariaDB server of `CHAT_TEST_MYSQL_URL` (the store contract's second backend), or
 /// `None` after [`missing`] says so.
+#[track_caller]
 pub fn mysql_server(test: &str) -> Option<String> {
     let server = var("CHAT_TEST_MYSQL_URL");
     if server.is_none() {

@@ -162,8 +162,8 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_message() {
 #[tokio::test]
 async fn a_second_process_on_the_same_data_directory_refuses_to_start() {
     let test = "a_second_process_on_the_same_data_directory_refuses_to_start";
-    let why = "the data-directory lock is the embedded shape's (one process per SQLite directory); \
-               scaled processes share MariaDB and Redis, so there is no equivalent";
+    let why = "the data-directory lock is the embedded shape's (one process per SQLite \
+               directory); scaled processes share MariaDB and Redis, so there is no equivalent";
     if crate::helpers::embedded_only(test, why) {
         return;
     }

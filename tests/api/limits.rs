@@ -84,7 +84,10 @@ async fn a_client_too_slow_to_send_its_body_gets_408() {
 
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_idle_timeout() {
-    if embedded_only("silent_connections_are_closed_after_the_idle_timeout", CONFIGURED) {
+    if embedded_only(
+        "silent_connections_are_closed_after_the_idle_timeout",
+        CONFIGURED,
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
