@@ -16,11 +16,7 @@ async fn with_the_broker_down_creations_answer_503_and_nothing_acknowledged_is_l
         return;
     };
     let Some(tansu) = locate("tansu") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: tansu must be on PATH when CI=true"
-        );
-        eprintln!("skipped {test}: tansu is not on PATH");
+        chat_harness::testing::missing(test, "tansu is not on PATH (nor in ~/.cargo/bin)");
         return;
     };
     // A broker of this test's own (tansu with its SQLite storage), so it can be killed.

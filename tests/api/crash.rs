@@ -32,8 +32,11 @@ async fn start(dir: &Path) -> Server {
 
 #[tokio::test]
 async fn kill_9_under_concurrent_writes_loses_no_acknowledged_message() {
-    if crate::helpers::embedded_only("kill_9_under_concurrent_writes_loses_no_acknowledged_message")
-    {
+    let test = "kill_9_under_concurrent_writes_loses_no_acknowledged_message";
+    let why = "kills the embedded binary (serve on SQLite), as the embedded run did; the scaled \
+               equivalents are scaled::kill_9_of_a_worker_mid_batch_loses_and_duplicates_nothing \
+               and broker::with_the_broker_down_creations_answer_503_and_nothing_acknowledged_is_lost";
+    if crate::helpers::embedded_only(test, why) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -158,8 +161,10 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_message() {
 
 #[tokio::test]
 async fn a_second_process_on_the_same_data_directory_refuses_to_start() {
-    if crate::helpers::embedded_only("a_second_process_on_the_same_data_directory_refuses_to_start")
-    {
+    let test = "a_second_process_on_the_same_data_directory_refuses_to_start";
+    let why = "the data-directory lock is the embedded shape's (one process per SQLite \
+               directory); scaled processes share MariaDB and Redis, so there is no equivalent";
+    if crate::helpers::embedded_only(test, why) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -178,7 +183,9 @@ async fn a_second_process_on_the_same_data_directory_refuses_to_start() {
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
-    if crate::helpers::embedded_only("sigterm_finishes_in_flight_writes_and_exits_cleanly") {
+    let test = "sigterm_finishes_in_flight_writes_and_exits_cleanly";
+    let why = "signals the embedded binary, as the embedded run did; no scaled test sends SIGTERM";
+    if crate::helpers::embedded_only(test, why) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -205,7 +212,10 @@ async fn sigterm_finishes_in_flight_writes_and_exits_cleanly() {
 
 #[tokio::test]
 async fn every_command_has_help_and_sync_counts_repairs_counts() {
-    if crate::helpers::embedded_only("every_command_has_help_and_sync_counts_repairs_counts") {
+    let test = "every_command_has_help_and_sync_counts_repairs_counts";
+    let why = "runs the CLI and sync-counts on an embedded data directory, as the embedded run \
+               did; scaled counts are checked by scaled::the_scaled_stack_serves_the_api_across_processes";
+    if crate::helpers::embedded_only(test, why) {
         return;
     }
     for command in [

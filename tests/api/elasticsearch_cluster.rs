@@ -37,8 +37,10 @@ fn create(token: &Token, chat: u64, number: u64, body: &str) -> IndexOp {
 #[tokio::test]
 async fn elasticsearch_matches_like_the_sql_backends_on_a_real_cluster() {
     // Deliberately no CI check: a real cluster is optional everywhere, CI included.
-    let Ok(url) = std::env::var("CHAT_TEST_ELASTICSEARCH_URL") else {
-        println!("skipped: CHAT_TEST_ELASTICSEARCH_URL is not set");
+    let Some(url) = chat_harness::testing::var("CHAT_TEST_ELASTICSEARCH_URL") else {
+        let reason = "CHAT_TEST_ELASTICSEARCH_URL not set (optional, also under CI=true)";
+        let test = "elasticsearch_matches_like_the_sql_backends_on_a_real_cluster";
+        chat_harness::testing::skip(test, reason);
         return;
     };
     let (_dir, token, store) = store_with_chats(4).await;

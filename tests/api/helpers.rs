@@ -61,8 +61,9 @@ pub async fn spawn_app() -> TestApp {
     if !scaled() {
         return spawn_app_in(dir).await;
     }
-    let services = crate::stack::services("the scaled suite")
-        .expect("CHAT_TEST_SHAPE=scaled needs the services");
+    // Not a skip: a scaled run without its services would test nothing of what it claims.
+    let services = chat_harness::testing::configured_services()
+        .unwrap_or_else(|unset| panic!("CHAT_TEST_SHAPE=scaled needs the services: {unset}"));
     // Two API processes (requests alternate between them) and two workers, as in production.
     let stack = crate::stack::Stack::start(&services, 2, 2).await;
     let backlog = KafkaBacklog::new(&services.kafka, Topics::new(&stack.namespace));

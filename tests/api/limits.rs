@@ -8,9 +8,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{embedded_only, error_code, spawn_app_with};
 
+/// Why the scaled run leaves these tests out.
+const CONFIGURED: &str = "needs an in-process server with its limits configured \
+                          (spawn_app_with), as the embedded run had; the limits are the same \
+                          HTTP layer in the scaled API processes";
+
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_per_token_and_per_client() {
-    if embedded_only("rate_limits_answer_429_with_retry_after_per_token_and_per_client") {
+    let test = "rate_limits_answer_429_with_retry_after_per_token_and_per_client";
+    if embedded_only(test, CONFIGURED) {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
@@ -57,7 +63,7 @@ async fn health_statuses(app: &crate::helpers::TestApp, n: usize) -> Vec<StatusC
 
 #[tokio::test]
 async fn a_client_too_slow_to_send_its_body_gets_408() {
-    if embedded_only("a_client_too_slow_to_send_its_body_gets_408") {
+    if embedded_only("a_client_too_slow_to_send_its_body_gets_408", CONFIGURED) {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
@@ -78,7 +84,10 @@ async fn a_client_too_slow_to_send_its_body_gets_408() {
 
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_idle_timeout() {
-    if embedded_only("silent_connections_are_closed_after_the_idle_timeout") {
+    if embedded_only(
+        "silent_connections_are_closed_after_the_idle_timeout",
+        CONFIGURED,
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");

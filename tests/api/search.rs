@@ -230,7 +230,10 @@ async fn every_acknowledged_message_is_found_at_once_even_under_concurrent_write
 
 #[tokio::test]
 async fn a_lost_search_index_is_rebuilt_from_the_messages() {
-    if embedded_only("a_lost_search_index_is_rebuilt_from_the_messages") {
+    let test = "a_lost_search_index_is_rebuilt_from_the_messages";
+    let why = "deletes the embedded search index (search.db) of a data directory; the scaled \
+               index is Elasticsearch's (elasticsearch_worker::elasticsearch_down_messages_are_stored_and_indexed_when_it_returns)";
+    if embedded_only(test, why) {
         return;
     }
     let app = spawn_app().await;

@@ -86,7 +86,8 @@ async fn list(client: &reqwest::Client, chat_url: &str) -> Vec<Value> {
 #[tokio::test]
 async fn sigterm_with_32_writers_in_flight_stores_every_answered_write() {
     let test = "sigterm_with_32_writers_in_flight_stores_every_answered_write";
-    if crate::helpers::embedded_only(test) {
+    let why = "signals the embedded binary, as the embedded run did; no scaled test sends SIGTERM";
+    if crate::helpers::embedded_only(test, why) {
         return;
     }
     let dir = tempfile::tempdir().expect("temporary directory");

@@ -12,17 +12,7 @@ use sqlx::Connection;
 /// A fresh MySQL database on `CHAT_TEST_MYSQL_URL`, as a URL; `None` (after saying `skipped`)
 /// when the variable is not set. Under `CI=true` a missing server fails the test instead.
 async fn mysql_database(what: &str) -> Option<String> {
-    let Some(server) = std::env::var("CHAT_TEST_MYSQL_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CHAT_TEST_MYSQL_URL must be set when CI=true"
-        );
-        eprintln!("skipped {what}: CHAT_TEST_MYSQL_URL is not set");
-        return None;
-    };
+    let server = chat_harness::testing::mysql_server(what)?;
     let database = format!("chat_store_{:x}", rand::random::<u64>());
     let database = chat_harness::mariadb::Database::fresh(&server, &database)
         .await
