@@ -15,6 +15,8 @@ mod limits;
 mod messages;
 mod ops;
 mod scaled;
+mod scaled_broker;
+mod scaled_worker;
 mod search;
 mod stack;
 mod store;
