@@ -307,7 +307,7 @@ async fn a_message_whose_chat_another_worker_is_creating_is_stored() {
     // Commit the chat only once the batch waits on the chat's key (it has taken its snapshot
     // by then): the order the race needs, observed rather than hoped for after a sleep.
     let database = url.rsplit('/').next().expect("database name").to_owned();
-    wait_for_a_lock_wait(&url, &database).await;
+    wait_for_a_lock_wait(&url, &database, &storing).await;
     creating.commit().await.expect("commit the chat");
     let outcomes = tokio::time::timeout(std::time::Duration::from_secs(30), storing)
         .await
@@ -325,7 +325,7 @@ async fn a_message_whose_chat_another_worker_is_creating_is_stored() {
 /// Returns once a transaction on `database` waits for a row lock (InnoDB's `LOCK WAIT`), as
 /// seen from a connection of its own; fails the test when none does within 30 s. Filtered by
 /// database, because other tests share the server.
-async fn wait_for_a_lock_wait(url: &str, database: &str) {
+async fn wait_for_a_lock_wait<T>(url: &str, database: &str, storing: &tokio::task::JoinHandle<T>) {
     let mut watcher = sqlx::MySqlConnection::connect(url).await.expect("connect");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -342,14 +342,17 @@ async fn wait_for_a_lock_wait(url: &str, database: &str) {
             return;
         }
         if tokio::time::Instant::now() >= deadline {
-            let seen: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-                "SELECT t.trx_state, p.db, p.state, p.info FROM information_schema.innodb_trx t \
+            // What the transactions on the server were doing instead, for the failure message.
+            let seen: Vec<String> = sqlx::query_scalar(
+                "SELECT CONCAT_WS(' ', t.trx_state, p.db, p.command, t.trx_query) \
+                 FROM information_schema.innodb_trx t \
                  LEFT JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id",
             )
             .fetch_all(&mut watcher)
             .await
             .expect("read innodb_trx");
-            panic!("the batch never waited on the uncommitted chat's lock: {seen:?}");
+            let finished = storing.is_finished();
+            panic!("the batch never waited on the chat's lock (it ended: {finished}): {seen:?}");
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
