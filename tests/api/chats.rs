@@ -143,8 +143,11 @@ async fn lists_are_paginated_by_keyset_with_a_link_header() {
         .await
         .unwrap();
     assert_eq!(after.len(), 2);
+    // Above the cap is clamped, not refused (the cap itself, by count: messages.rs).
     let clamped = app.get(&format!("{base}?per_page=100000")).await;
     assert_eq!(clamped.status(), StatusCode::OK);
+    let clamped: Vec<Value> = clamped.json().await.unwrap();
+    assert_eq!(clamped.len(), 7);
 
     for bad in [
         "per_page=0",

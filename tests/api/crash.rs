@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -28,6 +29,19 @@ async fn start(dir: &Path) -> Server {
         &[],
     )
     .await
+}
+
+/// Polls `done` every 5 ms; fails the test, naming `what`, if it is still false after 60 s (a
+/// loaded machine is slow, but a spin loop without a deadline hangs the suite instead of failing).
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened within 60 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 #[tokio::test]
@@ -72,12 +86,16 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_message() {
                     .json(&json!({ "body": body }))
                     .send()
                     .await;
+                // A cut connection is the kill: unacknowledged, and this writer is done.
                 let Ok(response) = sent else { return };
-                if response.status() != StatusCode::CREATED {
-                    return;
-                }
-                let Ok(message) = response.json::<Value>().await else {
-                    return;
+                let status = response.status();
+                let Ok(text) = response.text().await else {
+                    return; // the kill cut the body: unacknowledged too
+                };
+                // Any answer other than 201 is a defect the kill cannot explain.
+                assert_eq!(status, StatusCode::CREATED, "writer {writer}: {text}");
+                let Ok(message) = serde_json::from_str::<Value>(&text) else {
+                    panic!("writer {writer}: a 201 whose body is not JSON: {text}");
                 };
                 let number = message["number"].as_u64().unwrap();
                 acknowledged.lock().unwrap().push((chat, number, body));
@@ -85,14 +103,19 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_message() {
             }
         }));
     }
-    while count.load(Ordering::Relaxed) < 600 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    wait_until("600 messages acknowledged before the kill", || {
+        count.load(Ordering::Relaxed) >= 600
+    })
+    .await;
     let mut server = server;
     server.child.start_kill().unwrap(); // SIGKILL
     server.child.wait().await.unwrap();
     for writer in writers {
-        writer.await.unwrap();
+        // A writer that panicked fails the test; one that hangs on the dead server does too.
+        tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("a writer still running 30 s after the kill")
+            .expect("writer");
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= 600);
@@ -223,6 +246,8 @@ async fn every_command_has_help_and_sync_counts_repairs_counts() {
         vec!["serve", "--help"],
         vec!["migrate", "--help"],
         vec!["sync-counts", "--help"],
+        vec!["worker", "--help"],
+        vec!["reindex", "--help"],
     ] {
         let output = Command::new(binary())
             .args(&command)

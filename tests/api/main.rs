@@ -2,7 +2,6 @@
 //! temporary data directory (and, for the crash tests, the real binary as a child process).
 
 mod applications;
-mod broker;
 mod chats;
 mod crash;
 mod durability;
@@ -18,6 +17,8 @@ mod messages;
 mod ops;
 mod protocol;
 mod scaled;
+mod scaled_broker;
+mod scaled_worker;
 mod search;
 mod shutdown;
 mod stack;

@@ -1,50 +1,96 @@
+//! Messages over HTTP: the seed's curl flow verbatim, numbering under concurrency, reads, lists,
+//! edits, validation and a graceful restart.
+
 use std::collections::BTreeSet;
 
+use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_keys, error_code, spawn_app};
+use crate::helpers::{assert_keys, error_code, spawn_app, TestApp};
+
+/// Sends one of the README's seed curl calls as written (method, path, both headers, body) and
+/// checks its status; returns the JSON body.
+async fn seed_call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<&'static str>,
+    expected: StatusCode,
+) -> Value {
+    if method == Method::GET {
+        // In the scaled shape `TestApp::get` first waits until the workers stored every earlier
+        // write, so the read below sees them as in the embedded shape; elsewhere it is a probe.
+        let health = app.get("/health").await;
+        assert_eq!(health.status(), StatusCode::OK);
+    }
+    let mut request = app
+        .client
+        .request(method.clone(), app.url(path))
+        .header("cache-control", "no-cache")
+        .header("content-type", "application/json");
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, expected, "{method} {path}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"))
+}
 
 #[tokio::test]
 async fn the_seed_curl_flow_works_verbatim() {
     let app = spawn_app().await;
-    let created: Value = app
-        .client
-        .post(app.url("/applications/"))
-        .header("cache-control", "no-cache")
-        .header("content-type", "application/json")
-        .body(r#"{"name":"test6"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["token"].as_str().unwrap();
-    let chat: Value = app
-        .client
-        .post(app.url(&format!("/applications/{token}/chats")))
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Every call of the README's list, in its order.
+    let created = seed_call(
+        &app,
+        Method::POST,
+        "/applications/",
+        Some(r#"{"name":"test6"}"#),
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(created["name"], "test6");
+    let token = created["token"].as_str().expect("token").to_owned();
+    let application = seed_call(
+        &app,
+        Method::GET,
+        &format!("/applications/{token}"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(application["token"], token.as_str());
+    assert_eq!(application["name"], "test6");
+    let chat = seed_call(
+        &app,
+        Method::POST,
+        &format!("/applications/{token}/chats"),
+        None,
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!(chat["number"], 1);
-    let chats: Value = app.get_json(&format!("/applications/{token}/chats/")).await;
-    assert_eq!(chats.as_array().unwrap().len(), 1);
+    let chats = seed_call(
+        &app,
+        Method::GET,
+        &format!("/applications/{token}/chats/"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(chats.as_array().expect("a list").len(), 1);
+    assert_eq!(chats[0]["number"], 1);
 
-    let response = app
-        .client
-        .post(app.url(&format!("/applications/{token}/chats/1/messages/")))
-        .header("content-type", "application/json")
-        .body(r#"{"body": "error on all message"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let message: Value = response.json().await.unwrap();
+    let message = seed_call(
+        &app,
+        Method::POST,
+        &format!("/applications/{token}/chats/1/messages/"),
+        Some(r#"{"body": "error on all message"}"#),
+        StatusCode::CREATED,
+    )
+    .await;
     assert_keys(
         &message,
         &[
@@ -58,26 +104,82 @@ async fn the_seed_curl_flow_works_verbatim() {
     );
     assert_eq!(message["number"], 1);
     assert_eq!(message["chat_number"], 1);
+    assert_eq!(message["body"], "error on all message");
 
-    let response = app
-        .client
-        .put(app.url(&format!("/applications/{token}/chats/1/messages/1")))
-        .header("content-type", "application/json")
-        .body(r#"{"body": "error message"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let messages = app
-        .get_json(&format!("/applications/{token}/chats/1/messages"))
-        .await;
+    let edited = seed_call(
+        &app,
+        Method::PUT,
+        &format!("/applications/{token}/chats/1/messages/1"),
+        Some(r#"{"body": "error message"}"#),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(edited["body"], "error message");
+    let messages = seed_call(
+        &app,
+        Method::GET,
+        &format!("/applications/{token}/chats/1/messages"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(messages.as_array().expect("a list").len(), 1);
     assert_eq!(messages[0]["body"], "error message");
-    let found = app
-        .get_json(&format!(
-            "/search?application_token={token}&chat_number=1&body=rror"
-        ))
-        .await;
+    let found = seed_call(
+        &app,
+        Method::GET,
+        &format!("/search?application_token={token}&chat_number=1&body=rror"),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(found.as_array().expect("a list").len(), 1);
     assert_eq!(found[0]["body"], "error message");
+}
+
+/// SPEC: `per_page` is at most 1000. With 1001 messages stored, a larger `per_page` returns
+/// exactly 1000 of them and a `Link` to the one left.
+#[tokio::test]
+async fn per_page_above_the_cap_returns_1000_items() {
+    let app = spawn_app().await;
+    let token = app.create_application("cap").await;
+    let chat = app.create_chat(&token).await;
+    let path = format!("/applications/{token}/chats/{chat}/messages");
+    // 32 at a time: the embedded writer commits them in groups, so 1001 take about a second.
+    let created: Vec<u64> = futures::stream::iter(0..1001)
+        .map(|i| {
+            let (app, path) = (&app, &path);
+            async move {
+                let response = app.post(path, json!({ "body": format!("m{i}") })).await;
+                let status = response.status();
+                let text = response.text().await.expect("body");
+                assert_eq!(status, StatusCode::CREATED, "message {i}: {text}");
+                let message: Value = serde_json::from_str(&text).expect("JSON");
+                message["number"].as_u64().expect("number")
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert_eq!(created.len(), 1001);
+    let response = app.get(&format!("{path}?per_page=5000")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let link = response.headers()["link"]
+        .to_str()
+        .expect("link")
+        .to_owned();
+    let page: Vec<Value> = response.json().await.expect("JSON");
+    let numbers: Vec<u64> = page
+        .iter()
+        .map(|m| m["number"].as_u64().expect("number"))
+        .collect();
+    assert_eq!(numbers, (1..=1000).collect::<Vec<_>>(), "capped at 1000");
+    assert!(link.contains("after=1000"), "{link}");
+    let rest = app
+        .get_json(&format!("{path}?per_page=5000&after=1000"))
+        .await;
+    assert_eq!(rest.as_array().expect("a list").len(), 1);
+    assert_eq!(rest[0]["number"], 1001);
 }
 
 #[tokio::test]

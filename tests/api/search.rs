@@ -1,3 +1,11 @@
+//! Search over HTTP: substring semantics, both routes, edits, errors, consistency with writes
+//! running at the same time, and (embedded) an index rebuilt when its file is lost.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -213,18 +221,52 @@ async fn every_acknowledged_message_is_found_at_once_even_under_concurrent_write
     let app = spawn_app().await;
     let token = app.create_application("a").await;
     let chat = app.create_chat(&token).await;
-    let bodies: Vec<String> = (0..200).map(|i| format!("needle {i}")).collect();
-    let writes = bodies
-        .iter()
-        .map(|body| app.create_message(&token, chat, body));
-    let mut created = futures::future::join_all(writes).await;
-    created.sort_unstable();
-    let mut found = numbers(
-        &app,
-        &format!("/applications/{token}/chats/{chat}/messages/search?q=needle&per_page=1000"),
-    )
-    .await;
-    found.sort_unstable();
+    let total = 200usize;
+    let acknowledged = Mutex::new(BTreeSet::<u64>::new());
+    let writing = AtomicBool::new(true);
+    let search =
+        format!("/applications/{token}/chats/{chat}/messages/search?q=needle&per_page=1000");
+    // 8 writers at a time; both futures run in this task, so the searcher's first search starts
+    // before the first write is answered, and it keeps searching until the last one is.
+    let writers = async {
+        futures::stream::iter(0..total)
+            .for_each_concurrent(8, |i| {
+                let (app, token, acknowledged) = (&app, &token, &acknowledged);
+                async move {
+                    let number = app
+                        .create_message(token, chat, &format!("needle {i}"))
+                        .await;
+                    let fresh = acknowledged.lock().expect("lock").insert(number);
+                    assert!(fresh, "number {number} acknowledged twice");
+                }
+            })
+            .await;
+        writing.store(false, Ordering::SeqCst);
+    };
+    let searcher = async {
+        let mut during = 0usize;
+        loop {
+            let still_writing = writing.load(Ordering::SeqCst);
+            let before: BTreeSet<u64> = acknowledged.lock().expect("lock").clone();
+            let found = numbers(&app, &search).await;
+            let unique: BTreeSet<u64> = found.iter().copied().collect();
+            assert_eq!(
+                unique.len(),
+                found.len(),
+                "a message found twice: {found:?}"
+            );
+            let missing: Vec<&u64> = before.difference(&unique).collect();
+            assert!(missing.is_empty(), "acknowledged, not found: {missing:?}");
+            if !still_writing {
+                return (during, unique);
+            }
+            during += 1;
+        }
+    };
+    let ((), (during, found)) = futures::join!(writers, searcher);
+    assert!(during >= 1, "no search ran while the writes did");
+    let created = acknowledged.into_inner().expect("lock");
+    assert_eq!(created.len(), total);
     assert_eq!(found, created, "each created message once");
 }
 
@@ -243,9 +285,18 @@ async fn a_lost_search_index_is_rebuilt_from_the_messages() {
     app.create_message(&token, chat, "error error error").await;
     app.create_message(&token, chat, "nothing to see").await;
     let dir = app.stop().await;
-    for file in ["search.db", "search.db-wal", "search.db-shm"] {
-        let _ = std::fs::remove_file(dir.path().join(file));
+    // The index lives in its own file: it must exist, or deleting it would prove nothing.
+    let index = dir.path().join("search.db");
+    assert!(
+        index.is_file(),
+        "{} missing before the delete",
+        index.display()
+    );
+    std::fs::remove_file(&index).expect("delete search.db");
+    for file in ["search.db-wal", "search.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file)); // present only if not checkpointed
     }
+    assert!(!index.exists());
     let app = spawn_app_in(dir).await;
     let search = format!("/applications/{token}/chats/{chat}/messages/search?q=error");
     assert_eq!(numbers(&app, &search).await, vec![2, 1], "ranked again");
