@@ -289,11 +289,11 @@ async fn a_message_whose_chat_another_worker_is_creating_is_stored() {
         let (store, event) = (store.clone(), message(&token, 1, 1, "first"));
         tokio::spawn(async move { store.apply(&[event]).await })
     };
-    // Let the batch take its snapshot and wait on the chat's key, then commit the chat. (An
-    // ordering observed through `information_schema.innodb_trx` was tried: in about half the
-    // runs the batch showed no transaction there at all while it waited, so the sleep stays
-    // until that is understood; RELIABILITY.md says so.)
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Commit the chat only once the batch is seen blocked in its `INSERT IGNORE INTO chats` on
+    // the chat's key (it took its snapshot in the look-up before): the order the race needs,
+    // observed rather than hoped for after a sleep.
+    let database = url.rsplit('/').next().expect("database name").to_owned();
+    wait_for_the_chat_insert(&url, &database, &storing).await;
     creating.commit().await.expect("commit the chat");
     let outcomes = tokio::time::timeout(std::time::Duration::from_secs(30), storing)
         .await
@@ -306,4 +306,49 @@ async fn a_message_whose_chat_another_worker_is_creating_is_stored() {
     );
     let stored = store.message(&token, 1, 1).await.expect("read");
     assert_eq!(stored.map(|m| m.body), Some("first".to_owned()));
+}
+
+/// Returns once a connection to `database` is executing the batch's `INSERT IGNORE INTO chats`
+/// (blocked on the uncommitted chat row: nothing else can hold it), as `processlist` shows it;
+/// fails the test when none is within 30 s. (InnoDB's `innodb_trx` does not always list such a
+/// waiting `INSERT … SELECT` as `LOCK WAIT`: an ordering on that was flaky.)
+async fn wait_for_the_chat_insert<T>(
+    url: &str,
+    database: &str,
+    storing: &tokio::task::JoinHandle<T>,
+) {
+    let mut watcher = sqlx::MySqlConnection::connect(url).await.expect("connect");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let inserting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.processlist \
+             WHERE db = ? AND command IN ('Query', 'Execute') \
+             AND info LIKE 'INSERT IGNORE INTO chats%'",
+        )
+        .bind(database)
+        .fetch_one(&mut watcher)
+        .await
+        .expect("read processlist");
+        if inserting > 0 {
+            return;
+        }
+        let seen: Vec<String> = if tokio::time::Instant::now() >= deadline {
+            sqlx::query_scalar(
+                "SELECT CONCAT_WS(' | ', command, state, LEFT(info, 120)) \
+                 FROM information_schema.processlist WHERE db = ?",
+            )
+            .bind(database)
+            .fetch_all(&mut watcher)
+            .await
+            .expect("read processlist")
+        } else {
+            Vec::new()
+        };
+        assert!(
+            seen.is_empty(),
+            "the batch never blocked in its chat insert (it ended: {}): {seen:?}",
+            storing.is_finished()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
