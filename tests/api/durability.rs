@@ -192,9 +192,12 @@ fn check_trace(trace: &str, expected: usize) -> Result<(), String> {
     let mut open: Option<(String, bool)> = None;
     let mut exchanges = Vec::new();
     for line in trace.lines() {
-        let mut fields = line.splitn(3, ' ');
-        let (Some(pid), Some(_time), Some(rest)) = (fields.next(), fields.next(), fields.next())
-        else {
+        // `PID  TIME CALL`: strace pads the pid column, so short pids are followed by more
+        // than one space.
+        let Some((pid, after_pid)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((_time, rest)) = after_pid.trim_start().split_once(' ') else {
             continue;
         };
         let call = if let Some(start) = rest.strip_suffix("<unfinished ...>") {
@@ -293,5 +296,20 @@ async fn the_fsync_check_catches_eatmydata() {
         report.starts_with("4 of 4 writes answered with no fsync"),
         "{report}; the trace: {}",
         keep(test, &trace)
+    );
+}
+
+/// The checker reads strace's padded pid column (a 4-digit pid is followed by two spaces; CI
+/// once failed on that) and `writev` answers.
+#[test]
+fn the_trace_checker_reads_padded_pids_and_writev() {
+    let read = r#"3518  22:53:54.564058 recvfrom(52<TCP:[127.0.0.1:1->127.0.0.1:2]>, "POST /applications HTTP/1.1\r\nhost: x\r\n"..., 8192, 0, NULL, NULL) = 137"#;
+    let sync = "3520  22:53:54.565000 fdatasync(7</tmp/d/chat.db-wal>) = 0";
+    let answer = r#"3518  22:53:54.570839 writev(52<TCP:[127.0.0.1:1->127.0.0.1:2]>, [{iov_base="HTTP/1.1 201 Created\r\n"..., iov_len=114}], 2) = 277"#;
+    assert_eq!(check_trace(&[read, sync, answer].join("\n"), 1), Ok(()));
+    let unsynced = check_trace(&[read, answer].join("\n"), 1).unwrap_err();
+    assert!(
+        unsynced.starts_with("1 of 1 writes answered with no fsync"),
+        "{unsynced}"
     );
 }
