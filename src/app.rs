@@ -94,11 +94,14 @@ impl App {
             Some(url) => Arc::new(redis_sequencer(config, url, store.clone(), backlog).await?),
             None => Arc::new(MemorySequencer::new(store.clone())),
         };
+        let purge = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(crate::store::purge_deleted(store.clone(), purge.clone()));
         let service = Service {
             store,
             sequencer,
             sink,
             search,
+            purge,
         };
         Ok(Self {
             service: Arc::new(service),

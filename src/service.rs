@@ -6,9 +6,12 @@
 use std::sync::Arc;
 
 use crate::domain::event::{
-    ApplicationCreated, ApplicationRenamed, ChatCreated, MessageCreated, MessageEdited,
+    ApplicationCreated, ApplicationDeleted, ApplicationRenamed, ChatCreated, ChatDeleted,
+    MessageCreated, MessageDeleted, MessageEdited,
 };
-use crate::domain::{self, Application, Body, Chat, Message, Name, Page, SearchTerms, Token};
+use crate::domain::{
+    self, Application, Body, Change, Chat, Message, Name, Page, SearchTerms, Token,
+};
 use crate::error::ApiError;
 use crate::events::EventSink;
 use crate::search::Search;
@@ -21,6 +24,8 @@ pub struct Service {
     pub sequencer: Arc<dyn Sequencer>,
     pub sink: Arc<dyn EventSink>,
     pub search: Arc<dyn Search>,
+    /// Wakes the purge of deleted chats' messages (`store::purge_deleted`).
+    pub purge: Arc<tokio::sync::Notify>,
 }
 
 fn application_not_found() -> ApiError {
@@ -108,17 +113,18 @@ impl Service {
         chat: u64,
         body: Body,
     ) -> Result<Message, ApiError> {
-        let number = self
+        let drawn = self
             .sequencer
-            .next_message_number(token, chat)
+            .next_message(token, chat)
             .await?
             .ok_or_else(chat_not_found)?;
         let event = MessageCreated {
             token: token.clone(),
             chat,
-            number,
+            number: drawn.number,
             body: body.into_inner(),
             at: domain::now(),
+            revision: drawn.revision,
         };
         self.sink
             .create_message(event)
@@ -157,17 +163,91 @@ impl Service {
         number: u64,
         body: Body,
     ) -> Result<Message, ApiError> {
+        let revision = self
+            .sequencer
+            .next_revision(token, chat)
+            .await?
+            .ok_or_else(message_not_found)?;
         let event = MessageEdited {
             token: token.clone(),
             chat,
             number,
             body: body.into_inner(),
             at: domain::now(),
+            revision,
         };
         self.sink
             .edit_message(event)
             .await?
             .ok_or_else(message_not_found)
+    }
+
+    /// The changes feed: up to `limit` changes after revision `since`.
+    pub async fn changes(
+        &self,
+        token: &Token,
+        chat: u64,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<Change>, ApiError> {
+        self.store
+            .changes(token, chat, since, limit)
+            .await?
+            .ok_or_else(chat_not_found)
+    }
+
+    pub async fn delete_message(
+        &self,
+        token: &Token,
+        chat: u64,
+        number: u64,
+    ) -> Result<(), ApiError> {
+        let revision = self
+            .sequencer
+            .next_revision(token, chat)
+            .await?
+            .ok_or_else(message_not_found)?;
+        let event = MessageDeleted {
+            token: token.clone(),
+            chat,
+            number,
+            at: domain::now(),
+            revision,
+        };
+        if self.sink.delete_message(event).await? {
+            Ok(())
+        } else {
+            Err(message_not_found())
+        }
+    }
+
+    /// Marks the chat deleted (one quick write, whatever its size) and wakes the purge that
+    /// erases its messages in bounded steps.
+    pub async fn delete_chat(&self, token: &Token, chat: u64) -> Result<(), ApiError> {
+        let event = ChatDeleted {
+            token: token.clone(),
+            number: chat,
+            at: domain::now(),
+        };
+        if !self.sink.delete_chat(event).await? {
+            return Err(chat_not_found());
+        }
+        self.sequencer.chat_deleted(token, chat).await?;
+        self.purge.notify_one();
+        Ok(())
+    }
+
+    pub async fn delete_application(&self, token: &Token) -> Result<(), ApiError> {
+        let event = ApplicationDeleted {
+            token: token.clone(),
+            at: domain::now(),
+        };
+        if !self.sink.delete_application(event).await? {
+            return Err(application_not_found());
+        }
+        self.sequencer.application_deleted(token).await?;
+        self.purge.notify_one();
+        Ok(())
     }
 
     pub async fn search(

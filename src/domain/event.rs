@@ -29,6 +29,9 @@ pub struct ChatCreated {
     pub at: DateTime<Utc>,
 }
 
+/// A change to a chat's messages carries the chat revision it was given, or [`AT_APPLY`] when
+/// the store assigns it while applying (the embedded writer); the scaled shape's sequencer
+/// draws it before the event is published, so the answer can carry it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageCreated {
     pub token: Token,
@@ -36,6 +39,9 @@ pub struct MessageCreated {
     pub number: u64,
     pub body: String,
     pub at: DateTime<Utc>,
+    /// Absent on events published before revisions existed: the store assigns one.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,7 +51,37 @@ pub struct MessageEdited {
     pub number: u64,
     pub body: String,
     pub at: DateTime<Utc>,
+    #[serde(default)]
+    pub revision: u64,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageDeleted {
+    pub token: Token,
+    pub chat: u64,
+    pub number: u64,
+    pub at: DateTime<Utc>,
+    #[serde(default)]
+    pub revision: u64,
+}
+
+/// The chat and its messages go; its row stays as a tombstone so its number is never reused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatDeleted {
+    pub token: Token,
+    pub number: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// The application and everything under it go; its token answers 404 from then on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplicationDeleted {
+    pub token: Token,
+    pub at: DateTime<Utc>,
+}
+
+/// The revision of a change that the store assigns when it applies it (revisions start at 1).
+pub const AT_APPLY: u64 = 0;
 
 /// One write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +92,9 @@ pub enum Event {
     ChatCreated(ChatCreated),
     MessageCreated(MessageCreated),
     MessageEdited(MessageEdited),
+    MessageDeleted(MessageDeleted),
+    ChatDeleted(ChatDeleted),
+    ApplicationDeleted(ApplicationDeleted),
 }
 
 macro_rules! event_from {
@@ -72,7 +111,10 @@ event_from!(
     ApplicationRenamed,
     ChatCreated,
     MessageCreated,
-    MessageEdited
+    MessageEdited,
+    MessageDeleted,
+    ChatDeleted,
+    ApplicationDeleted
 );
 
 impl Event {
@@ -84,6 +126,9 @@ impl Event {
             Self::ChatCreated(e) => &e.token,
             Self::MessageCreated(e) => &e.token,
             Self::MessageEdited(e) => &e.token,
+            Self::MessageDeleted(e) => &e.token,
+            Self::ChatDeleted(e) => &e.token,
+            Self::ApplicationDeleted(e) => &e.token,
         }
     }
 }
@@ -91,7 +136,7 @@ impl Event {
 /// A new chat as it is answered before any message (the scaled shape answers from the event).
 impl From<&ChatCreated> for Chat {
     fn from(event: &ChatCreated) -> Self {
-        Chat::new(event.number, 0, event.at, event.at)
+        Chat::new(event.number, 0, 0, event.at, event.at)
     }
 }
 
@@ -102,6 +147,7 @@ impl From<&MessageCreated> for Message {
             event.chat,
             event.number,
             event.body.clone(),
+            event.revision,
             event.at,
             event.at,
         )
@@ -113,6 +159,7 @@ impl MessageEdited {
     pub fn applied_to(&self, stored: Message) -> Message {
         Message {
             body: self.body.clone(),
+            revision: self.revision,
             updated_at: self.at,
             ..stored
         }
@@ -126,5 +173,7 @@ pub enum Applied {
     Application(Application),
     Chat(Chat),
     Message(Message),
+    /// A deletion took effect (or had already: deleting is idempotent under redelivery).
+    Deleted,
     NotFound,
 }

@@ -159,6 +159,9 @@ pub struct Chat {
     pub number: u64,
     pub chat_number: u64,
     pub messages_count: u64,
+    /// 0 at creation, raised by one by every creation, edit and deletion of one of its messages
+    /// (SPEC §6): the position a client resumes the changes feed or a stream from.
+    pub revision: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -167,6 +170,7 @@ impl Chat {
     pub fn new(
         number: u64,
         messages_count: u64,
+        revision: u64,
         created_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> Self {
@@ -174,6 +178,7 @@ impl Chat {
             number,
             chat_number: number,
             messages_count,
+            revision,
             created_at,
             updated_at,
         }
@@ -188,6 +193,8 @@ pub struct Message {
     pub message_number: u64,
     pub chat_number: u64,
     pub body: String,
+    /// The chat's revision at this message's last change.
+    pub revision: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -197,6 +204,7 @@ impl Message {
         chat_number: u64,
         number: u64,
         body: String,
+        revision: u64,
         created_at: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> Self {
@@ -205,8 +213,59 @@ impl Message {
             message_number: number,
             chat_number,
             body,
+            revision,
             created_at,
             updated_at,
+        }
+    }
+}
+
+/// What is left of a deleted message in the changes feed and streams: its coordinates, the
+/// revision of its deletion, and when. The body is erased.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+pub struct Tombstone {
+    pub number: u64,
+    pub message_number: u64,
+    pub chat_number: u64,
+    pub revision: u64,
+    /// Always `true`: what tells a tombstone from a message.
+    pub deleted: bool,
+    pub deleted_at: DateTime<Utc>,
+}
+
+impl Tombstone {
+    pub fn new(chat_number: u64, number: u64, revision: u64, deleted_at: DateTime<Utc>) -> Self {
+        Self {
+            number,
+            message_number: number,
+            chat_number,
+            revision,
+            deleted: true,
+            deleted_at,
+        }
+    }
+}
+
+/// One entry of the changes feed (SPEC §6): a message in its latest state, or its tombstone.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
+#[serde(untagged)]
+pub enum Change {
+    Message(Message),
+    Deleted(Tombstone),
+}
+
+impl Change {
+    pub fn revision(&self) -> u64 {
+        match self {
+            Self::Message(message) => message.revision,
+            Self::Deleted(tombstone) => tombstone.revision,
+        }
+    }
+
+    pub fn number(&self) -> u64 {
+        match self {
+            Self::Message(message) => message.number,
+            Self::Deleted(tombstone) => tombstone.number,
         }
     }
 }
@@ -216,9 +275,31 @@ impl Message {
 pub struct Page {
     /// Items with a number greater than this (keyset pagination).
     pub after: u64,
+    /// Items with a number smaller than this (keyset pagination; `u64::MAX`: no bound).
+    pub before: u64,
+    /// Latest first: the page is the end of the range, in descending order.
+    pub descending: bool,
     /// Items skipped after `after` (only used for `page=` style and for search).
     pub offset: u64,
     pub limit: u32,
+}
+
+impl Page {
+    /// The first `limit` items after `after`, in ascending order.
+    pub const fn first(after: u64, offset: u64, limit: u32) -> Self {
+        Self {
+            after,
+            before: u64::MAX,
+            descending: false,
+            offset,
+            limit,
+        }
+    }
+
+    /// `before` as a bound a SQL integer can hold.
+    pub fn before_i64(&self) -> i64 {
+        self.before.min(i64::MAX as u64) as i64
+    }
 }
 
 /// A search term split into the words that must all occur in a body.

@@ -206,6 +206,22 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// Whether the chat is stored, waiting up to the visibility bound for a worker to store it.
+    async fn chat_persisted(&self, token: &Token, chat: u64) -> Result<bool, BackendError> {
+        let deadline = tokio::time::Instant::now() + EDIT_VISIBILITY;
+        loop {
+            if self.store.chat(token, chat).await?.is_some() {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[async_trait]
 impl EventSink for KafkaSink {
     async fn send(&self, event: Event) -> Result<Applied, BackendError> {
@@ -233,6 +249,39 @@ impl EventSink for KafkaSink {
                 let key = Topics::key(&edit.token, edit.chat);
                 self.publish(&self.topics.messages, &key, &event).await?;
                 Ok(Applied::Message(edit.applied_to(stored)))
+            }
+            // Deletions travel with the chat's messages (same topic, same key, so in order
+            // after them); like an edit, a deletion first waits for what it deletes to be stored.
+            Event::MessageDeleted(deleted) => {
+                if self
+                    .persisted(&deleted.token, deleted.chat, deleted.number)
+                    .await?
+                    .is_none()
+                {
+                    return Ok(Applied::NotFound);
+                }
+                let key = Topics::key(&deleted.token, deleted.chat);
+                self.publish(&self.topics.messages, &key, &event).await?;
+                Ok(Applied::Deleted)
+            }
+            Event::ChatDeleted(deleted) => {
+                if !self.chat_persisted(&deleted.token, deleted.number).await? {
+                    return Ok(Applied::NotFound);
+                }
+                let key = Topics::key(&deleted.token, deleted.number);
+                self.publish(&self.topics.messages, &key, &event).await?;
+                Ok(Applied::Deleted)
+            }
+            // Synchronous like the creation (the token answers 404 at once); then published
+            // too, so that the search indexer drops the application's documents.
+            Event::ApplicationDeleted(deleted) => {
+                let mut outcomes = self.store.apply(std::slice::from_ref(&event)).await?;
+                let outcome = outcomes.pop().unwrap_or(Applied::NotFound);
+                if outcome == Applied::Deleted {
+                    let key = Topics::key(&deleted.token, 0);
+                    self.publish(&self.topics.messages, &key, &event).await?;
+                }
+                Ok(outcome)
             }
         }
     }

@@ -14,8 +14,8 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 
 use crate::domain::event::{
-    ApplicationCreated, ApplicationRenamed, Applied, ChatCreated, Event, MessageCreated,
-    MessageEdited,
+    ApplicationCreated, ApplicationDeleted, ApplicationRenamed, Applied, ChatCreated, ChatDeleted,
+    Event, MessageCreated, MessageDeleted, MessageEdited,
 };
 use crate::domain::{Application, Chat, Message};
 use crate::error::BackendError;
@@ -91,6 +91,30 @@ impl dyn EventSink + '_ {
         event: MessageEdited,
     ) -> Result<Option<Message>, BackendError> {
         self.message(event.into()).await
+    }
+
+    /// `false`: there was nothing to delete.
+    pub async fn delete_message(&self, event: MessageDeleted) -> Result<bool, BackendError> {
+        self.delete(event.into()).await
+    }
+
+    pub async fn delete_chat(&self, event: ChatDeleted) -> Result<bool, BackendError> {
+        self.delete(event.into()).await
+    }
+
+    pub async fn delete_application(
+        &self,
+        event: ApplicationDeleted,
+    ) -> Result<bool, BackendError> {
+        self.delete(event.into()).await
+    }
+
+    async fn delete(&self, event: Event) -> Result<bool, BackendError> {
+        match self.send(event).await? {
+            Applied::Deleted => Ok(true),
+            Applied::NotFound => Ok(false),
+            other => Err(outcome("a deletion", &other)),
+        }
     }
 
     async fn message(&self, event: Event) -> Result<Option<Message>, BackendError> {

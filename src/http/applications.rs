@@ -1,4 +1,4 @@
-//! `/applications`: create, read, rename.
+//! `/applications`: create, read, rename, delete.
 
 use std::sync::Arc;
 
@@ -88,3 +88,18 @@ pub async fn update(
     ))]
 #[allow(dead_code)]
 pub fn patch_doc() {}
+
+#[utoipa::path(delete, path = "/applications/{token}", tag = "applications",
+    description = "Deletes the application and everything under it; the token answers 404 from then on.",
+    params(("token" = String, Path)),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(service): State<Arc<Service>>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    service.delete_application(&token(&raw)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,4 +1,4 @@
-//! `/applications/{token}/chats`: create, list, read.
+//! `/applications/{token}/chats`: create, list, read, delete.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 
-use super::extract::{number, token, ApiPath, ApiQuery, JsonObject, Pagination};
+use super::extract::{number, token, ApiPath, ApiQuery, Continue, JsonObject, Pagination};
 use crate::domain::Chat;
 use crate::error::{ApiError, ErrorBody};
 use crate::service::Service;
@@ -32,12 +32,15 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/applications/{token}/chats", tag = "chats",
-    description = "Chats by number. A `Link: <…>; rel=\"next\"` header gives the next page.",
+    description = "Chats by number, between `after` and `before`, in `order` (`desc` without \
+                   `before`: the latest). A `Link: <…>; rel=\"next\"` header gives the next page.",
     params(
         ("token" = String, Path),
         ("per_page" = Option<i32>, Query, minimum = 1, maximum = 2147483647, description = "default 50; more than 1000 is served as 1000"),
-        ("after" = Option<i64>, Query, minimum = 0, description = "start after this number (keyset)"),
-        ("page" = Option<i64>, Query, minimum = 1, description = "page number from 1 (when `after` is absent)"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "only numbers above this (keyset)"),
+        ("before" = Option<i64>, Query, minimum = 0, description = "only numbers below this (keyset)"),
+        ("order" = Option<String>, Query, pattern = "^(asc|desc)$", description = "`asc` (default) or `desc`"),
+        ("page" = Option<i64>, Query, minimum = 1, description = "page number from 1 (when neither `after` nor `before` is given)"),
     ),
     responses(
         (status = 200, body = Vec<Chat>),
@@ -52,7 +55,13 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let pagination = Pagination::from_query(&query)?;
     let chats = service.chats(&token(&raw)?, pagination.page()).await?;
-    Ok(pagination.respond(chats, uri.path(), &query, |chat| chat.number, true))
+    Ok(pagination.respond(
+        chats,
+        uri.path(),
+        &query,
+        |chat| chat.number,
+        Continue::Keyset,
+    ))
 }
 
 #[utoipa::path(get, path = "/applications/{token}/chats/{chat_number}", tag = "chats",
@@ -68,4 +77,23 @@ pub async fn show(
     Ok(Json(
         service.chat(&token(&raw)?, number(&chat, "chat")?).await?,
     ))
+}
+
+#[utoipa::path(delete, path = "/applications/{token}/chats/{chat_number}", tag = "chats",
+    description = "Deletes the chat and its messages (erased in the background, in bounded steps; \
+                   they are gone from reads at once). The application's `chats_count` goes down; \
+                   the number is never reused; the chat's streams end.",
+    params(("token" = String, Path), ("chat_number" = u64, Path)),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(service): State<Arc<Service>>,
+    ApiPath((raw, chat)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    service
+        .delete_chat(&token(&raw)?, number(&chat, "chat")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -135,11 +135,26 @@ pub fn number(raw: &str, what: &str) -> Result<u64, ApiError> {
     domain::parse_number(raw).ok_or_else(|| ApiError::not_found(format!("{what} not found")))
 }
 
-/// `per_page`, `after` and `page`, validated.
+/// `per_page`, `after`, `before`, `order`, `page` and `since`, validated.
 pub struct Pagination {
     per_page: u32,
     after: Option<u64>,
+    before: Option<u64>,
+    descending: bool,
     page: u64,
+    /// The changes feed's position (messages only).
+    pub since: Option<u64>,
+}
+
+/// How the `Link rel="next"` of a page continues.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Continue {
+    /// By number, in the page's order: `after=` ascending, `before=` descending.
+    Keyset,
+    /// By revision: `since=` (the changes feed).
+    Since,
+    /// By page number (search, ranked by relevance).
+    Page,
 }
 
 impl Pagination {
@@ -154,43 +169,54 @@ impl Pagination {
             Some(0) => return Err(ApiError::bad_request("page starts at 1")),
             Some(n) => n,
         };
+        let descending = match query.get("order").map(str::trim) {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(_) => return Err(ApiError::bad_request("order must be asc or desc")),
+        };
         Ok(Self {
             per_page,
             after: query.number("after", INT64_MAX)?,
+            before: query.number("before", INT64_MAX)?,
+            descending,
             page,
+            since: query.number("since", INT64_MAX)?,
         })
     }
 
     /// What to ask the store for: one item more than a page, to learn whether another follows.
     pub fn page(&self) -> Page {
-        let offset = match self.after {
-            Some(_) => 0,
-            None => (self.page - 1).saturating_mul(u64::from(self.per_page)),
+        let offset = match (self.after, self.before) {
+            (None, None) => (self.page - 1).saturating_mul(u64::from(self.per_page)),
+            _ => 0,
         };
         Page {
             after: self.after.unwrap_or(0).min(i64::MAX as u64),
+            before: self.before.unwrap_or(u64::MAX),
+            descending: self.descending,
             offset: offset.min(i64::MAX as u64),
             limit: self.per_page + 1,
         }
     }
 
-    /// The page with a `Link: <…>; rel="next"` header when more items follow. Lists continue
-    /// by keyset (`after` = the last number); searches, ordered by relevance, by `page`.
+    /// The page with a `Link: <…>; rel="next"` header when more items follow, continuing as
+    /// `how` says from `key` of the last item (its number, or its revision for `Since`).
     pub fn respond<T: Serialize>(
         &self,
         mut items: Vec<T>,
         path: &str,
         query: &ApiQuery,
-        last_number: impl Fn(&T) -> u64,
-        keyset: bool,
+        key: impl Fn(&T) -> u64,
+        how: Continue,
     ) -> Response {
         let more = items.len() > self.per_page as usize;
         items.truncate(self.per_page as usize);
         let next = match items.last() {
-            Some(last) if more => Some(if keyset {
-                ("after", last_number(last))
-            } else {
-                ("page", self.page + 1)
+            Some(last) if more => Some(match how {
+                Continue::Keyset if self.descending => ("before", key(last)),
+                Continue::Keyset => ("after", key(last)),
+                Continue::Since => ("since", key(last)),
+                Continue::Page => ("page", self.page + 1),
             }),
             _ => None,
         };
@@ -198,7 +224,7 @@ impl Pagination {
         if let Some((name, value)) = next {
             let mut serializer = url::form_urlencoded::Serializer::new(String::new());
             for (key, existing) in &query.0 {
-                if !matches!(key.as_str(), "after" | "page" | "per_page") {
+                if !matches!(key.as_str(), "page" | "per_page") && key != name {
                     serializer.append_pair(key, existing);
                 }
             }
@@ -210,5 +236,10 @@ impl Pagination {
             }
         }
         response
+    }
+
+    /// Items of the changes feed asked of the store: one more than a page.
+    pub fn feed_limit(&self) -> u32 {
+        self.per_page + 1
     }
 }

@@ -33,7 +33,7 @@ pub async fn idempotent(
 ) -> Response {
     let writes = matches!(
         *request.method(),
-        Method::POST | Method::PUT | Method::PATCH
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     let Some(raw) = request.headers().get(HEADER).filter(|_| writes) else {
         return next.run(request).await;
@@ -89,8 +89,11 @@ pub async fn idempotent(
 
 fn replay(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let mut response =
-        (status, [("content-type", "application/json")], stored.body).into_response();
+    let mut response = if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else {
+        (status, [("content-type", "application/json")], stored.body).into_response()
+    };
     response
         .headers_mut()
         .insert(REPLAYED, HeaderValue::from_static("true"));

@@ -1,4 +1,5 @@
-//! `/applications/{token}/chats/{chat_number}/messages`: create, list, read, edit, search;
+//! `/applications/{token}/chats/{chat_number}/messages`: create, list (and the changes feed),
+//! read, edit, delete, search;
 //! and the seed's `/search`.
 
 use std::sync::Arc;
@@ -10,8 +11,8 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{number, token, ApiPath, ApiQuery, JsonObject, Pagination};
-use crate::domain::{Body, Message, SearchTerms, Token};
+use super::extract::{number, token, ApiPath, ApiQuery, Continue, JsonObject, Pagination};
+use crate::domain::{Body, Change, Message, SearchTerms, Token};
 use crate::error::{ApiError, ErrorBody};
 use crate::service::Service;
 
@@ -49,15 +50,22 @@ pub async fn create(
 }
 
 #[utoipa::path(get, path = "/applications/{token}/chats/{chat_number}/messages", tag = "messages",
-    description = "Messages by number. A `Link: <…>; rel=\"next\"` header gives the next page.",
+    description = "Messages by number, between `after` and `before`, in `order`; `order=desc` \
+                   without `before` is the latest page. With `since`, the changes feed instead: \
+                   the messages changed after that revision, in revision order, each once in its \
+                   latest state, deleted ones as tombstones (`Change`). A `Link: <…>; rel=\"next\"` \
+                   header gives the next page (`after`/`before` in the page's order, or `since`).",
     params(
         ("token" = String, Path), ("chat_number" = u64, Path),
         ("per_page" = Option<i32>, Query, minimum = 1, maximum = 2147483647, description = "default 50; more than 1000 is served as 1000"),
-        ("after" = Option<i64>, Query, minimum = 0, description = "start after this number (keyset)"),
-        ("page" = Option<i64>, Query, minimum = 1, description = "page number from 1 (when `after` is absent)"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "only numbers above this (keyset)"),
+        ("before" = Option<i64>, Query, minimum = 0, description = "only numbers below this (keyset)"),
+        ("order" = Option<String>, Query, pattern = "^(asc|desc)$", description = "`asc` (default) or `desc`"),
+        ("page" = Option<i64>, Query, minimum = 1, description = "page number from 1 (when neither `after` nor `before` is given)"),
+        ("since" = Option<i64>, Query, minimum = 0, description = "the changes feed: changes after this revision (0: the whole chat)"),
     ),
     responses(
-        (status = 200, body = Vec<Message>),
+        (status = 200, description = "messages; with `since`, messages and tombstones", body = Vec<Change>),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
     ))]
@@ -69,8 +77,26 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let pagination = Pagination::from_query(&query)?;
     let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
+    if let Some(since) = pagination.since {
+        let changes = service
+            .changes(&token, chat, since, pagination.feed_limit())
+            .await?;
+        return Ok(pagination.respond(
+            changes,
+            uri.path(),
+            &query,
+            Change::revision,
+            Continue::Since,
+        ));
+    }
     let messages = service.messages(&token, chat, pagination.page()).await?;
-    Ok(pagination.respond(messages, uri.path(), &query, |message| message.number, true))
+    Ok(pagination.respond(
+        messages,
+        uri.path(),
+        &query,
+        |message| message.number,
+        Continue::Keyset,
+    ))
 }
 
 #[utoipa::path(get, path = "/applications/{token}/chats/{chat_number}/messages/{number}", tag = "messages",
@@ -115,6 +141,26 @@ pub async fn update(
     ))
 }
 
+#[utoipa::path(delete, path = "/applications/{token}/chats/{chat_number}/messages/{number}", tag = "messages",
+    description = "Deletes the message: its body is erased, it leaves lists and search, the chat's \
+                   `messages_count` goes down, the changes feed and streams carry its tombstone. \
+                   Its number is never reused. A second DELETE is 404.",
+    params(("token" = String, Path), ("chat_number" = u64, Path), ("number" = u64, Path)),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(service): State<Arc<Service>>,
+    ApiPath((raw, chat, message)): ApiPath<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (token, chat) = (token(&raw)?, number(&chat, "chat")?);
+    service
+        .delete_message(&token, chat, number(&message, "message")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// PATCH is routed to [`update`]; this only documents it (utoipa describes one method per
 /// annotated function, and an operation id must be unique).
 #[utoipa::path(patch, path = "/applications/{token}/chats/{chat_number}/messages/{number}", tag = "messages",
@@ -148,7 +194,13 @@ async fn search_in(
     let found = service
         .search(&token, chat, &terms, pagination.page())
         .await?;
-    Ok(pagination.respond(found, uri.path(), query, |message| message.number, false))
+    Ok(pagination.respond(
+        found,
+        uri.path(),
+        query,
+        |message| message.number,
+        Continue::Page,
+    ))
 }
 
 #[utoipa::path(get, path = "/applications/{token}/chats/{chat_number}/messages/search", tag = "search",

@@ -26,20 +26,27 @@ use crate::service::Service;
         super::applications::show,
         super::applications::update,
         super::applications::patch_doc,
+        super::applications::delete,
         super::chats::create,
         super::chats::list,
         super::chats::show,
+        super::chats::delete,
         super::messages::create,
         super::messages::list,
         super::messages::show,
         super::messages::update,
         super::messages::patch_doc,
+        super::messages::delete,
         super::messages::search,
         super::messages::seed_search,
         health,
         ready,
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail))
+    components(schemas(
+        crate::error::ErrorBody,
+        crate::error::ErrorDetail,
+        crate::domain::Tombstone
+    ))
 )]
 pub struct ApiDoc;
 

@@ -21,7 +21,8 @@ fn api() -> Router<HttpState> {
             "/applications/{token}",
             get(applications::show)
                 .put(applications::update)
-                .patch(applications::update),
+                .patch(applications::update)
+                .delete(applications::delete),
         )
         .route(
             "/applications/{token}/chats",
@@ -29,7 +30,7 @@ fn api() -> Router<HttpState> {
         )
         .route(
             "/applications/{token}/chats/{chat_number}",
-            get(chats::show),
+            get(chats::show).delete(chats::delete),
         )
         .route(
             "/applications/{token}/chats/{chat_number}/messages",
@@ -43,7 +44,8 @@ fn api() -> Router<HttpState> {
             "/applications/{token}/chats/{chat_number}/messages/{number}",
             get(messages::show)
                 .put(messages::update)
-                .patch(messages::update),
+                .patch(messages::update)
+                .delete(messages::delete),
         )
         .route("/search", get(messages::seed_search))
 }

@@ -61,32 +61,53 @@ pub enum IndexOp {
         number: u64,
         body: String,
         created_at: DateTime<Utc>,
+        revision: u64,
     },
+    /// Applied only over an older revision: of two concurrent edits the higher revision wins.
     Edit {
         token: Token,
         chat: u64,
         number: u64,
         body: String,
         updated_at: DateTime<Utc>,
+        revision: u64,
     },
+    Delete {
+        token: Token,
+        chat: u64,
+        number: u64,
+    },
+    /// Every document of an application (`chat: None`) or of one of its chats.
+    DeleteAll { token: Token, chat: Option<u64> },
 }
 
 impl IndexOp {
     /// The document id. Deterministic, so a redelivered event overwrites instead of duplicating.
     pub fn id(&self) -> String {
-        let (Self::Create {
-            token,
-            chat,
-            number,
-            ..
+        match self {
+            Self::Create {
+                token,
+                chat,
+                number,
+                ..
+            }
+            | Self::Edit {
+                token,
+                chat,
+                number,
+                ..
+            }
+            | Self::Delete {
+                token,
+                chat,
+                number,
+            } => format!("{token}:{chat}:{number}"),
+            Self::DeleteAll { token, chat: None } => format!("{token}"),
+            Self::DeleteAll {
+                token,
+                chat: Some(chat),
+            } => format!("{token}:{chat}"),
         }
-        | Self::Edit {
-            token,
-            chat,
-            number,
-            ..
-        }) = self;
-        format!("{token}:{chat}:{number}")
     }
 }
 
@@ -96,6 +117,19 @@ impl IndexOp {
         match event {
             Event::MessageCreated(created) => Some(created.into()),
             Event::MessageEdited(edit) => Some(edit.into()),
+            Event::MessageDeleted(deleted) => Some(Self::Delete {
+                token: deleted.token.clone(),
+                chat: deleted.chat,
+                number: deleted.number,
+            }),
+            Event::ChatDeleted(deleted) => Some(Self::DeleteAll {
+                token: deleted.token.clone(),
+                chat: Some(deleted.number),
+            }),
+            Event::ApplicationDeleted(deleted) => Some(Self::DeleteAll {
+                token: deleted.token.clone(),
+                chat: None,
+            }),
             _ => None,
         }
     }
@@ -109,6 +143,7 @@ impl From<&MessageCreated> for IndexOp {
             number: event.number,
             body: event.body.clone(),
             created_at: event.at,
+            revision: event.revision,
         }
     }
 }
@@ -121,6 +156,7 @@ impl From<&MessageEdited> for IndexOp {
             number: event.number,
             body: event.body.clone(),
             updated_at: event.at,
+            revision: event.revision,
         }
     }
 }

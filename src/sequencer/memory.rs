@@ -3,7 +3,8 @@
 //! A counter starts from the highest number stored the first time it is needed. That is exact:
 //! before that moment this process drew no number for it, and every number an earlier process
 //! acknowledged is stored (writes are acknowledged after commit). Numbers drawn by a creation
-//! that then failed are gaps, as SPEC §1 allows.
+//! that then failed are gaps, as SPEC §1 allows. Deleted messages and chats keep their rows
+//! (tombstones), so the highest stored number counts them too: a number is never reused.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +13,8 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
 
-use super::Sequencer;
+use super::{Drawn, Sequencer};
+use crate::domain::event::AT_APPLY;
 use crate::domain::Token;
 use crate::error::BackendError;
 use crate::store::Store;
@@ -83,17 +85,29 @@ impl Sequencer for MemorySequencer {
         number
     }
 
-    async fn next_message_number(
-        &self,
-        token: &Token,
-        chat: u64,
-    ) -> Result<Option<u64>, BackendError> {
+    async fn next_message(&self, token: &Token, chat: u64) -> Result<Option<Drawn>, BackendError> {
         let key = (token.as_str().to_owned(), chat);
         let counter = counter(&self.messages, &key);
         let number = draw(counter, || self.store.last_message_number(token, chat)).await;
         if matches!(number, Ok(None)) {
             forget_unknown(&self.messages, &key);
         }
-        number
+        // The group-commit writer gives each change its revision, in the order it applies them.
+        Ok(number?.map(|number| Drawn {
+            number,
+            revision: AT_APPLY,
+        }))
+    }
+
+    async fn chat_deleted(&self, token: &Token, chat: u64) -> Result<(), BackendError> {
+        self.messages.remove(&(token.as_str().to_owned(), chat));
+        Ok(())
+    }
+
+    async fn application_deleted(&self, token: &Token) -> Result<(), BackendError> {
+        self.chats.remove(token.as_str());
+        self.messages
+            .retain(|(owner, _), _| owner != token.as_str());
+        Ok(())
     }
 }

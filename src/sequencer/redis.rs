@@ -2,8 +2,9 @@
 //! that the parent exists and increments its counter.
 //!
 //! Keys (under the configured namespace): `app:{token}` holds the application's last chat
-//! number, `chat:{token}:{n}` the chat's last message number, and `generation` marks a Redis
-//! that holds every counter. If Redis restarts empty or is flushed, the marker is gone: scripts
+//! number, `chat:{token}:{n}` the chat's last message number, `rev:{token}:{n}` its last
+//! revision, and `generation` marks a Redis that holds every counter. Deleting a chat or an
+//! application deletes its keys, so nothing more is drawn for it. If Redis restarts empty or is flushed, the marker is gone: scripts
 //! answer "reset", creations answer 503, and one process rebuilds the counters from the store
 //! once nothing acknowledged is still on its way there (see [`Recovery`]), then sets the marker.
 
@@ -14,7 +15,7 @@ use async_trait::async_trait;
 use redis::Script;
 use tokio::sync::Mutex;
 
-use super::{Backlog, Sequencer};
+use super::{Backlog, Drawn, Sequencer};
 use crate::domain::Token;
 use crate::error::BackendError;
 use crate::redis_conn::HealingRedis;
@@ -23,20 +24,32 @@ use crate::store::Store;
 const RESET: i64 = -2;
 const UNKNOWN: i64 = -1;
 
-/// KEYS: generation, app. ARGV: chat key prefix. Increments the app's counter and registers
-/// the new chat (its message counter at 0) in the same step.
+/// KEYS: generation, app. ARGV: chat key prefix, revision key prefix. Increments the app's
+/// counter and registers the new chat (its message counter and its revision at 0) in the same
+/// step.
 const NEXT_CHAT: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 local n = redis.call('INCR', KEYS[2])
 redis.call('SET', ARGV[1] .. n, 0, 'NX')
+redis.call('SET', ARGV[2] .. n, 0, 'NX')
 return n";
 
-/// KEYS: generation, chat.
+/// KEYS: generation, chat, revision. The message number and the revision of its creation. A
+/// chat without a revision counter (registered before revisions existed) counts as a reset:
+/// the recovery derives every counter again.
 const NEXT_MESSAGE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-2, 0} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, 0} end
+if redis.call('EXISTS', KEYS[3]) == 0 then return {-2, 0} end
+return {redis.call('INCR', KEYS[2]), redis.call('INCR', KEYS[3])}";
+
+/// KEYS: generation, chat, revision. The revision of an edit or a deletion.
+const NEXT_REVISION: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-return redis.call('INCR', KEYS[2])";
+if redis.call('EXISTS', KEYS[3]) == 0 then return -2 end
+return redis.call('INCR', KEYS[3])";
 
 /// KEYS: generation, app. ARGV: last chat number. Registers an application.
 const REGISTER: &str = r"
@@ -51,6 +64,7 @@ pub struct RedisSequencer {
     recovery: Arc<Recovery>,
     next_chat: Script,
     next_message: Script,
+    next_revision: Script,
     register: Script,
 }
 
@@ -74,6 +88,12 @@ impl Keys {
     }
     fn chat(&self, token: &str, chat: u64) -> String {
         format!("{}{chat}", self.chat_prefix(token))
+    }
+    fn revision_prefix(&self, token: &str) -> String {
+        format!("{}rev:{token}:", self.namespace)
+    }
+    fn revision(&self, token: &str, chat: u64) -> String {
+        format!("{}{chat}", self.revision_prefix(token))
     }
 }
 
@@ -108,6 +128,7 @@ impl RedisSequencer {
             recovery,
             next_chat: Script::new(NEXT_CHAT),
             next_message: Script::new(NEXT_MESSAGE),
+            next_revision: Script::new(NEXT_REVISION),
             register: Script::new(REGISTER),
         };
         // A Redis that lost its counters while no process was running: recover before the
@@ -182,6 +203,7 @@ impl Sequencer for RedisSequencer {
                 .key(self.keys.generation())
                 .key(self.keys.app(token.as_str()))
                 .arg(self.keys.chat_prefix(token.as_str()))
+                .arg(self.keys.revision_prefix(token.as_str()))
                 .invoke_async(&mut redis)
                 .await
                 .map_err(unavailable)?;
@@ -197,24 +219,87 @@ impl Sequencer for RedisSequencer {
         Ok(None)
     }
 
-    async fn next_message_number(
-        &self,
-        token: &Token,
-        chat: u64,
-    ) -> Result<Option<u64>, BackendError> {
+    async fn next_message(&self, token: &Token, chat: u64) -> Result<Option<Drawn>, BackendError> {
         let mut redis = self.redis.clone();
-        let answer: i64 = self
+        let (number, revision): (i64, i64) = self
             .next_message
             .key(self.keys.generation())
             .key(self.keys.chat(token.as_str(), chat))
+            .key(self.keys.revision(token.as_str(), chat))
+            .invoke_async(&mut redis)
+            .await
+            .map_err(unavailable)?;
+        match number {
+            RESET => Err(self.reset_detected()),
+            UNKNOWN => Ok(None),
+            number => Ok(Some(Drawn {
+                number: number as u64,
+                revision: revision as u64,
+            })),
+        }
+    }
+
+    /// Drawn here, before the event is published, so that the answer carries it and every
+    /// consumer (store, search index, streams) keeps the change with the higher revision.
+    async fn next_revision(&self, token: &Token, chat: u64) -> Result<Option<u64>, BackendError> {
+        let mut redis = self.redis.clone();
+        let answer: i64 = self
+            .next_revision
+            .key(self.keys.generation())
+            .key(self.keys.chat(token.as_str(), chat))
+            .key(self.keys.revision(token.as_str(), chat))
             .invoke_async(&mut redis)
             .await
             .map_err(unavailable)?;
         match answer {
             RESET => Err(self.reset_detected()),
             UNKNOWN => Ok(None),
-            number => Ok(Some(number as u64)),
+            revision => Ok(Some(revision as u64)),
         }
+    }
+
+    async fn chat_deleted(&self, token: &Token, chat: u64) -> Result<(), BackendError> {
+        let mut redis = self.redis.clone();
+        redis::cmd("DEL")
+            .arg(self.keys.chat(token.as_str(), chat))
+            .arg(self.keys.revision(token.as_str(), chat))
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn application_deleted(&self, token: &Token) -> Result<(), BackendError> {
+        let mut redis = self.redis.clone();
+        let mut doomed = vec![self.keys.app(token.as_str())];
+        for prefix in [
+            self.keys.chat_prefix(token.as_str()),
+            self.keys.revision_prefix(token.as_str()),
+        ] {
+            // Tokens are URL-safe base64: no glob character can occur in the pattern.
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{prefix}*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut redis)
+                    .await
+                    .map_err(unavailable)?;
+                doomed.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        let mut redis = self.redis.clone();
+        redis::cmd("DEL")
+            .arg(doomed)
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(unavailable)
     }
 
     async fn application_created(&self, token: &Token) -> Result<(), BackendError> {
@@ -297,10 +382,14 @@ impl Recovery {
         for (token, last) in &counters.applications {
             pipe.cmd("SET").arg(self.keys.app(token)).arg(last).ignore();
         }
-        for (token, chat, last) in &counters.chats {
+        for (token, chat, last, revision) in &counters.chats {
             pipe.cmd("SET")
                 .arg(self.keys.chat(token, *chat))
                 .arg(last)
+                .ignore();
+            pipe.cmd("SET")
+                .arg(self.keys.revision(token, *chat))
+                .arg(revision)
                 .ignore();
         }
         pipe.cmd("SET")

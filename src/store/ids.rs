@@ -1,6 +1,8 @@
 //! The ids of committed applications and chats, cached by both SQL stores so that reads and
-//! write batches skip a look-up. Tokens and chats are never deleted, so an entry never goes
-//! stale; only committed rows may enter (a rolled-back id could be reused by another row).
+//! write batches skip a look-up. Only committed rows may enter (a rolled-back id could be reused
+//! by another row); a deletion forgets its entries once committed, before it is acknowledged.
+//! With several processes on one MySQL database another process's deletion is not seen here:
+//! the reads that must not show deleted rows check `deleted_at` themselves.
 
 use dashmap::DashMap;
 
@@ -38,6 +40,14 @@ impl IdCache {
 
     pub fn remember_chat(&self, app_id: i64, number: u64, id: i64) {
         remember(&self.chats, (app_id, number), id);
+    }
+
+    pub fn forget_app(&self, token: &str) {
+        self.apps.remove(token);
+    }
+
+    pub fn forget_chat(&self, app_id: i64, number: u64) {
+        self.chats.remove(&(app_id, number));
     }
 }
 

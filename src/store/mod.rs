@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::event::{Applied, Event};
-use crate::domain::{Application, Chat, Message, Page, Token};
+use crate::domain::{Application, Change, Chat, Message, Page, Token};
 use crate::error::BackendError;
 
 /// What `sync-counts` changed.
@@ -35,12 +35,15 @@ pub struct SyncReport {
 pub struct Counters {
     /// (token, highest chat number)
     pub applications: Vec<(String, u64)>,
-    /// (token, chat number, highest message number)
-    pub chats: Vec<(String, u64, u64)>,
+    /// (token, chat number, highest message number, revision), of the chats not deleted.
+    pub chats: Vec<(String, u64, u64, u64)>,
 }
 
 impl Counters {
-    pub fn from_rows(applications: Vec<(String, i64)>, chats: Vec<(String, i64, i64)>) -> Self {
+    pub fn from_rows(
+        applications: Vec<(String, i64)>,
+        chats: Vec<(String, i64, i64, i64)>,
+    ) -> Self {
         Self {
             applications: applications
                 .into_iter()
@@ -48,7 +51,7 @@ impl Counters {
                 .collect(),
             chats: chats
                 .into_iter()
-                .map(|(t, c, n)| (t, c as u64, n as u64))
+                .map(|(t, c, n, r)| (t, c as u64, n as u64, r as u64))
                 .collect(),
         }
     }
@@ -65,6 +68,7 @@ pub struct ExportedMessage {
     pub body: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub revision: u64,
 }
 
 impl From<ExportedMessage> for crate::search::IndexOp {
@@ -75,6 +79,7 @@ impl From<ExportedMessage> for crate::search::IndexOp {
             number: message.number,
             body: message.body,
             created_at: message.created_at,
+            revision: message.revision,
         }
     }
 }
@@ -107,6 +112,21 @@ pub trait Store: Send + Sync {
         number: u64,
     ) -> Result<Option<Message>, BackendError>;
 
+    /// The changes feed (SPEC §6): up to `limit` messages of the chat whose revision is above
+    /// `since`, in revision order, deleted ones as tombstones. `None`: no such chat.
+    async fn changes(
+        &self,
+        token: &Token,
+        chat: u64,
+        since: u64,
+        limit: u32,
+    ) -> Result<Option<Vec<Change>>, BackendError>;
+
+    /// Erases up to `limit` messages of deleted chats (rows and search entries), in one short
+    /// transaction; returns how many. Deleting a chat only marks it, so that a chat of any size
+    /// goes in one quick write; [`purge_deleted`] runs this until nothing is left.
+    async fn purge(&self, limit: u32) -> Result<u64, BackendError>;
+
     /// The highest chat number stored for an application (0 if none), or `None` if the
     /// application does not exist. Sequencers start from it.
     async fn last_chat_number(&self, token: &Token) -> Result<Option<u64>, BackendError>;
@@ -133,4 +153,27 @@ pub trait Store: Send + Sync {
 
     /// Whether the backend answers.
     async fn ping(&self) -> Result<(), BackendError>;
+}
+
+/// Messages erased per purge step: small enough that the writer (which waits for a step) and
+/// readers never notice one (a step is one short transaction).
+pub const PURGE_STEP: u32 = 1000;
+
+/// Erases the messages of deleted chats in bounded steps, for as long as the process runs:
+/// at once when `wake` is notified (a chat or application was just deleted), and every few
+/// seconds otherwise (deletions made before a restart, or by another process).
+pub async fn purge_deleted(store: Arc<dyn Store>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        match store.purge(PURGE_STEP).await {
+            Ok(0) => {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), wake.notified()).await;
+            }
+            Ok(_) => tokio::task::yield_now().await,
+            Err(err) => {
+                tracing::warn!(error = %err, "purging deleted messages failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
 }

@@ -27,11 +27,13 @@ async fn chats_are_created_with_no_body_an_empty_object_or_no_content_type() {
             "number",
             "chat_number",
             "messages_count",
+            "revision",
             "created_at",
             "updated_at",
         ],
     );
     assert_eq!(chat["number"], 1);
+    assert_eq!(chat["revision"], 0);
     assert_eq!(chat["chat_number"], 1);
     assert_eq!(chat["messages_count"], 0);
 

@@ -110,6 +110,7 @@ fn ops(token: &Token) -> Vec<IndexOp> {
             number: 1,
             body: "first".into(),
             created_at: now(),
+            revision: 1,
         },
         IndexOp::Edit {
             token: token.clone(),
@@ -117,6 +118,7 @@ fn ops(token: &Token) -> Vec<IndexOp> {
             number: 2,
             body: "second".into(),
             updated_at: now(),
+            revision: 2,
         },
     ]
 }
@@ -303,9 +305,5 @@ async fn elasticsearch_new_validates_url_and_index() {
 }
 
 pub fn page(offset: u64, limit: u32) -> Page {
-    Page {
-        after: 0,
-        offset,
-        limit,
-    }
+    Page::first(0, offset, limit)
 }

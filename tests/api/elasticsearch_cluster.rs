@@ -30,6 +30,7 @@ fn create(token: &Token, chat: u64, number: u64, body: &str) -> IndexOp {
         number,
         body: body.to_owned(),
         created_at: now(),
+        revision: number,
     }
 }
 
@@ -80,6 +81,7 @@ async fn elasticsearch_matches_like_the_sql_backends_on_a_real_cluster() {
         number: 1,
         body: "replacement text".into(),
         updated_at: now(),
+        revision: 2,
     }])
     .await
     .unwrap();

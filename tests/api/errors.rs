@@ -9,7 +9,7 @@ async fn wrong_methods_and_unknown_routes_answer_in_the_error_shape() {
     let app = spawn_app().await;
     let token = app.create_application("a").await;
     let response = app
-        .request(Method::DELETE, &format!("/applications/{token}"), None)
+        .request(Method::POST, &format!("/applications/{token}"), None)
         .await;
     assert!(response.headers().contains_key("allow"));
     assert_eq!(

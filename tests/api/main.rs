@@ -16,6 +16,7 @@ mod limits;
 mod messages;
 mod ops;
 mod protocol;
+mod revisions;
 mod scaled;
 mod scaled_broker;
 mod scaled_worker;

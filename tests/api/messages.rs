@@ -98,11 +98,13 @@ async fn the_seed_curl_flow_works_verbatim() {
             "message_number",
             "chat_number",
             "body",
+            "revision",
             "created_at",
             "updated_at",
         ],
     );
     assert_eq!(message["number"], 1);
+    assert_eq!(message["revision"], 1);
     assert_eq!(message["chat_number"], 1);
     assert_eq!(message["body"], "error on all message");
 

@@ -32,6 +32,7 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir
     stores
 }
 
+/// A message creation as the scaled shape publishes it: with its revision (here its number).
 fn message(token: &Token, chat: u64, number: u64, body: &str) -> Event {
     Event::MessageCreated(event::MessageCreated {
         token: token.clone(),
@@ -39,6 +40,7 @@ fn message(token: &Token, chat: u64, number: u64, body: &str) -> Event {
         number,
         body: body.into(),
         at: domain::now(),
+        revision: number,
     })
 }
 
@@ -49,15 +51,12 @@ fn identity(outcome: &Applied) -> String {
         Applied::Application(a) => format!("application {} {}", a.token, a.created_at),
         Applied::Chat(c) => format!("chat {} {}", c.number, c.created_at),
         Applied::Message(m) => format!("message {}/{} {}", m.chat_number, m.number, m.created_at),
+        Applied::Deleted => "deleted".to_owned(),
         Applied::NotFound => "not found".to_owned(),
     }
 }
 
-const FIRST: Page = Page {
-    after: 0,
-    offset: 0,
-    limit: 100,
-};
+const FIRST: Page = Page::first(0, 0, 100);
 
 #[tokio::test]
 async fn replaying_a_batch_changes_nothing() {
@@ -82,6 +81,7 @@ async fn replaying_a_batch_changes_nothing() {
                 number: 1,
                 body: "edited".into(),
                 at: domain::now(),
+                revision: 3,
             }),
         ];
         let first = store.apply(&batch).await.expect("apply");
@@ -187,7 +187,7 @@ async fn a_message_before_its_chat_creates_the_chat_and_the_late_chat_event_chan
         );
         let counters = store.counters().await.expect("counters");
         assert!(
-            counters.chats.contains(&(token.to_string(), 3, 1)),
+            counters.chats.contains(&(token.to_string(), 3, 1, 1)),
             "{name}"
         );
 

@@ -61,14 +61,29 @@ pub fn settings_and_mapping() -> Value {
                     }
                 },
                 "created_at": { "type": "date" },
-                "updated_at": { "type": "date" }
+                "updated_at": { "type": "date" },
+                "revision": { "type": "long" }
             }
         }
     })
 }
 
-/// The NDJSON body of `POST /{index}/_bulk`: an action line and a source line per operation,
-/// each ending in a newline (the last one included, as the bulk API requires).
+/// The fields added to the mapping since the index was first created: `PUT /{index}/_mapping`
+/// adds them to an index made by an earlier version (adding a field is always allowed).
+pub fn added_fields() -> Value {
+    json!({ "properties": { "revision": { "type": "long" } } })
+}
+
+/// The Painless script of an edit: applied only over an older revision (of two concurrent
+/// edits the higher revision wins, whichever arrives last). Fixed text; values are params.
+const EDIT_SCRIPT: &str =
+    "if (ctx._source.revision == null || ctx._source.revision < params.revision) \
+     { ctx._source.body = params.body; ctx._source.updated_at = params.updated_at; \
+       ctx._source.revision = params.revision } else { ctx.op = 'noop' }";
+
+/// The NDJSON body of `POST /{index}/_bulk`: an action line and (but for a deletion) a source
+/// line per operation, each ending in a newline (the last one included, as the bulk API
+/// requires). [`IndexOp::DeleteAll`] is not a bulk action ([`delete_all_body`]): it is left out.
 pub fn bulk_body(ops: &[IndexOp]) -> String {
     let mut out = String::new();
     for op in ops {
@@ -79,35 +94,66 @@ pub fn bulk_body(ops: &[IndexOp]) -> String {
                 number,
                 body,
                 created_at,
+                revision,
             } => (
                 json!({ "index": { "_id": op.id() } }),
-                json!({
+                Some(json!({
                     "application_token": token,
                     "chat_number": chat,
                     "number": number,
                     "body": body,
                     "created_at": timestamp(created_at),
                     "updated_at": timestamp(created_at),
-                }),
+                    "revision": revision,
+                })),
             ),
             IndexOp::Edit {
-                body, updated_at, ..
+                body,
+                updated_at,
+                revision,
+                ..
             } => (
                 // Conflicts only come from a concurrent update of the same message: retry them.
                 json!({ "update": { "_id": op.id(), "retry_on_conflict": 3 } }),
-                json!({
-                    "doc": { "body": body, "updated_at": timestamp(updated_at) },
-                    "doc_as_upsert": true,
-                }),
+                Some(json!({
+                    "script": {
+                        "source": EDIT_SCRIPT,
+                        "lang": "painless",
+                        "params": {
+                            "body": body,
+                            "updated_at": timestamp(updated_at),
+                            "revision": revision,
+                        },
+                    },
+                    "upsert": {
+                        "body": body,
+                        "updated_at": timestamp(updated_at),
+                        "revision": revision,
+                    },
+                })),
             ),
+            IndexOp::Delete { .. } => (json!({ "delete": { "_id": op.id() } }), None),
+            IndexOp::DeleteAll { .. } => continue,
         };
         // serde_json escapes newlines and quotes inside strings, so each value stays on one line.
         out.push_str(&action.to_string());
         out.push('\n');
-        out.push_str(&source.to_string());
-        out.push('\n');
+        if let Some(source) = source {
+            out.push_str(&source.to_string());
+            out.push('\n');
+        }
     }
     out
+}
+
+/// The body of `POST /{index}/_delete_by_query` for [`IndexOp::DeleteAll`]: every document of
+/// the application, or of one of its chats (term filters: nothing the user typed is a query).
+pub fn delete_all_body(token: &Token, chat: Option<u64>) -> Value {
+    let mut filter = vec![json!({ "term": { "application_token": token.as_str() } })];
+    if let Some(chat) = chat {
+        filter.push(json!({ "term": { "chat_number": chat } }));
+    }
+    json!({ "query": { "bool": { "filter": filter } } })
 }
 
 /// Lowercases one code point at a time, as Lucene's `lowercase` filter does, so a short word
@@ -215,6 +261,7 @@ mod tests {
                 number: 7,
                 body: "say \"hi\"\nthen \\ leave ☃ 日本".into(),
                 created_at: at(5),
+                revision: 7,
             },
             IndexOp::Edit {
                 token: Token::parse("tok").unwrap(),
@@ -222,12 +269,23 @@ mod tests {
                 number: 7,
                 body: "100% sure_thing\r\n".into(),
                 updated_at: at(9),
+                revision: 9,
+            },
+            IndexOp::Delete {
+                token: Token::parse("tok").unwrap(),
+                chat: 2,
+                number: 8,
+            },
+            IndexOp::DeleteAll {
+                token: Token::parse("tok").unwrap(),
+                chat: Some(3),
             },
         ];
         let text = bulk_body(&ops);
         assert!(text.ends_with('\n'));
         let lines: Vec<&str> = text.strip_suffix('\n').unwrap().split('\n').collect();
-        assert_eq!(lines.len(), 4, "{text}");
+        // A deletion is one line; deleting a chat's documents is not a bulk action.
+        assert_eq!(lines.len(), 5, "{text}");
         let parsed: Vec<Value> = lines
             .iter()
             .map(|line| serde_json::from_str(line).unwrap())
@@ -242,18 +300,26 @@ mod tests {
                 "body": "say \"hi\"\nthen \\ leave ☃ 日本",
                 "created_at": "2026-01-02T03:04:05.123456Z",
                 "updated_at": "2026-01-02T03:04:05.123456Z",
+                "revision": 7,
             })
         );
         assert_eq!(
             parsed[2],
             json!({ "update": { "_id": "tok:2:7", "retry_on_conflict": 3 } })
         );
+        assert_eq!(parsed[3]["script"]["source"], EDIT_SCRIPT);
         assert_eq!(
-            parsed[3],
-            json!({
-                "doc": { "body": "100% sure_thing\r\n", "updated_at": "2026-01-02T03:04:09.123456Z" },
-                "doc_as_upsert": true,
-            })
+            parsed[3]["script"]["params"],
+            json!({ "body": "100% sure_thing\r\n", "updated_at": "2026-01-02T03:04:09.123456Z", "revision": 9 })
+        );
+        assert_eq!(parsed[3]["upsert"]["revision"], 9);
+        assert_eq!(parsed[4], json!({ "delete": { "_id": "tok:2:8" } }));
+        assert_eq!(
+            delete_all_body(&Token::parse("tok").unwrap(), Some(3)),
+            json!({ "query": { "bool": { "filter": [
+                { "term": { "application_token": "tok" } },
+                { "term": { "chat_number": 3 } }
+            ] } } })
         );
         assert!(
             lines[1].contains(r#"say \"hi\"\nthen \\ leave"#),
@@ -266,11 +332,7 @@ mod tests {
     #[test]
     fn long_words_are_phrases_of_trigrams_and_short_words_lowercased_terms() {
         let terms = SearchTerms::parse("RROR Er É * 0% e_t \"quoted\" or? Größe").unwrap();
-        let page = Page {
-            after: 0,
-            offset: 40,
-            limit: 20,
-        };
+        let page = Page::first(0, 40, 20);
         let body = query_body(&token(), 3, &terms, page);
         assert_eq!(
             body["query"]["bool"]["must"],
@@ -309,11 +371,7 @@ mod tests {
     fn word_length_counts_characters_not_bytes() {
         // "本語" is 6 bytes but 2 characters: a short term, like the SQLite backend treats it.
         let terms = SearchTerms::parse("本語 日本語").unwrap();
-        let page = Page {
-            after: 0,
-            offset: 0,
-            limit: 1,
-        };
+        let page = Page::first(0, 0, 1);
         let body = query_body(&token(), 1, &terms, page);
         assert_eq!(
             body["query"]["bool"]["must"],

@@ -21,7 +21,7 @@ use crate::domain::{Message, Page, SearchTerms, Token};
 use crate::error::BackendError;
 pub use crate::search::IndexOp;
 use crate::search::{ChatDirectory, Indexer, Search};
-pub use bodies::{bulk_body, query_body, settings_and_mapping};
+pub use bodies::{added_fields, bulk_body, delete_all_body, query_body, settings_and_mapping};
 
 /// First pause between bulk attempts; doubled after each failed attempt.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -102,8 +102,12 @@ impl Elasticsearch {
         }
         let status = response.status();
         let text = error_text(response).await;
-        // Another worker may have created it first; that is the state we wanted.
+        // Another worker may have created it first; that is the state we wanted, once the
+        // fields added since (an index of an earlier version) are in its mapping.
         if status == StatusCode::BAD_REQUEST && text.contains("resource_already_exists_exception") {
+            let response =
+                send(self.client.put(self.url("/_mapping")).json(&added_fields())).await?;
+            check(response).await?;
             return Ok(());
         }
         Err(anyhow!("creating index {} failed with {status}: {text}", self.index).into())
@@ -125,6 +129,58 @@ impl Elasticsearch {
     /// [`Self::index`], answering how many operations were rejected for good instead of
     /// failing on them.
     async fn index_counting_refused(&self, docs: &[IndexOp]) -> Result<usize, BackendError> {
+        // In order: the bulk operations before a `DeleteAll`, then it, then the rest.
+        let mut rejected = 0;
+        let mut rest = docs;
+        while let Some(at) = rest
+            .iter()
+            .position(|op| matches!(op, IndexOp::DeleteAll { .. }))
+        {
+            rejected += self.bulk_with_retries(&rest[..at]).await?;
+            if let IndexOp::DeleteAll { token, chat } = &rest[at] {
+                self.delete_all(token, *chat).await?;
+            }
+            rest = &rest[at + 1..];
+        }
+        Ok(rejected + self.bulk_with_retries(rest).await?)
+    }
+
+    /// Deletes every document of an application or a chat, retrying like a bulk request.
+    async fn delete_all(&self, token: &Token, chat: Option<u64>) -> Result<(), BackendError> {
+        let started = Instant::now();
+        let mut delay = MIN_BACKOFF;
+        loop {
+            let sent = send(
+                self.client
+                    .post(self.url("/_delete_by_query?conflicts=proceed&refresh=true"))
+                    .json(&delete_all_body(token, chat)),
+            )
+            .await;
+            let reason = match sent {
+                Ok(response) => match check(response).await {
+                    Ok(_) => return Ok(()),
+                    Err(BackendError::Unavailable(reason)) => reason,
+                    Err(other) => return Err(other),
+                },
+                Err(BackendError::Unavailable(reason)) => reason,
+                Err(other) => return Err(other),
+            };
+            if started.elapsed() + delay > self.max_wait {
+                return Err(BackendError::Unavailable(format!(
+                    "elasticsearch did not delete the documents of {token}:{chat:?} within {:?}: {reason}",
+                    self.max_wait
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Sends bulk operations until the cluster took them all (or refused some for good).
+    async fn bulk_with_retries(&self, docs: &[IndexOp]) -> Result<usize, BackendError> {
+        if docs.is_empty() {
+            return Ok(0);
+        }
         let started = Instant::now();
         let mut delay = MIN_BACKOFF;
         let mut pending: Vec<IndexOp> = docs.to_vec();
@@ -177,11 +233,12 @@ impl Elasticsearch {
         }
         // Items come back in request order, one single-key object (the action) per operation.
         for (i, item) in reply.items.iter().enumerate() {
-            let Some(result) = item.values().next() else {
+            let Some((action, result)) = item.iter().next() else {
                 continue;
             };
             let status = result.status;
-            if (200..300).contains(&status) {
+            // Deleting what is not there (deleted before, or never indexed) leaves what we want.
+            if (200..300).contains(&status) || (action == "delete" && status == 404) {
                 continue;
             }
             if retryable(status) {
@@ -343,11 +400,21 @@ struct Source {
     /// Missing only on a document upserted by an edit before its creation arrived.
     created_at: Option<DateTime<Utc>>,
     updated_at: DateTime<Utc>,
+    /// Missing on documents indexed before revisions existed.
+    #[serde(default)]
+    revision: u64,
 }
 
 impl Source {
     fn into_message(self, chat: u64) -> Message {
         let created_at = self.created_at.unwrap_or(self.updated_at);
-        Message::new(chat, self.number, self.body, created_at, self.updated_at)
+        Message::new(
+            chat,
+            self.number,
+            self.body,
+            self.revision,
+            created_at,
+            self.updated_at,
+        )
     }
 }

@@ -1,6 +1,7 @@
 //! The MySQL pool, its session settings, the migrations, and [`Inner`], what every file of the
-//! scaled store shares: the pool and the cache of committed ids (ids never change and rows are
-//! never deleted, so a cached id saves a look-up on every read and write batch).
+//! scaled store shares: the pool and the cache of committed ids, which saves write batches a
+//! look-up. Reads ask the database whether a chat is live (`live_chat_id`): a deletion may have
+//! been applied by another process, whose cache this one cannot see.
 
 use std::time::Duration;
 
@@ -49,40 +50,33 @@ impl Inner {
         })
     }
 
-    pub(super) async fn app_id(&self, token: &Token) -> Result<Option<i64>, BackendError> {
-        if let Some(id) = self.ids.app(token.as_str()) {
-            return Ok(Some(id));
-        }
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM applications WHERE token = ?")
+    /// The id of an application that exists now, read from the database (not the cache):
+    /// another process may have deleted it.
+    pub(super) async fn live_app_id(&self, token: &Token) -> Result<Option<i64>, BackendError> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT id FROM applications WHERE token = ? AND deleted_at IS NULL",
+            )
             .bind(token.as_str())
             .fetch_optional(&self.pool)
-            .await?;
-        if let Some(id) = id {
-            self.ids.remember_app(token.as_str(), id);
-        }
-        Ok(id)
+            .await?,
+        )
     }
 
-    pub(super) async fn chat_id(
+    /// The id of a chat that exists now (neither it nor its application deleted), read from
+    /// the database: reads must not show what another process deleted.
+    pub(super) async fn live_chat_id(
         &self,
         token: &Token,
         number: u64,
     ) -> Result<Option<i64>, BackendError> {
-        let Some(app_id) = self.app_id(token).await? else {
-            return Ok(None);
-        };
-        if let Some(id) = self.ids.chat(app_id, number) {
-            return Ok(Some(id));
-        }
-        let id: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM chats WHERE application_id = ? AND number = ?")
-                .bind(app_id)
-                .bind(number as i64)
-                .fetch_optional(&self.pool)
-                .await?;
-        if let Some(id) = id {
-            self.ids.remember_chat(app_id, number, id);
-        }
-        Ok(id)
+        Ok(sqlx::query_scalar(
+            "SELECT c.id FROM chats c JOIN applications a ON a.id = c.application_id \
+             WHERE a.token = ? AND c.number = ? AND c.deleted_at IS NULL AND a.deleted_at IS NULL",
+        )
+        .bind(token.as_str())
+        .bind(number as i64)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 }

@@ -4,14 +4,23 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::domain::{Application, Chat, Message};
+use crate::domain::{Application, Change, Chat, Message, Tombstone};
 
 /// (token, name, chats_count, created_at, updated_at)
 pub(super) type ApplicationRow = (String, String, i64, NaiveDateTime, NaiveDateTime);
-/// (number, messages_count, created_at, updated_at)
-pub(super) type ChatRow = (i64, i64, NaiveDateTime, NaiveDateTime);
-/// (number, body, created_at, updated_at)
-pub(super) type MessageRow = (i64, String, NaiveDateTime, NaiveDateTime);
+/// (number, messages_count, created_at, updated_at, revision)
+pub(super) type ChatRow = (i64, i64, NaiveDateTime, NaiveDateTime, i64);
+/// (number, body, created_at, updated_at, revision)
+pub(super) type MessageRow = (i64, String, NaiveDateTime, NaiveDateTime, i64);
+/// A message row, then `deleted_at` (a tombstone when set).
+pub(super) type ChangeRow = (
+    i64,
+    String,
+    NaiveDateTime,
+    NaiveDateTime,
+    i64,
+    Option<NaiveDateTime>,
+);
 
 /// A time as a column value.
 pub(super) fn naive(at: &DateTime<Utc>) -> NaiveDateTime {
@@ -30,22 +39,40 @@ pub(super) fn application(row: ApplicationRow) -> Application {
 }
 
 pub(super) fn chat(row: ChatRow) -> Chat {
-    let (number, messages_count, created_at, updated_at) = row;
+    let (number, messages_count, created_at, updated_at, revision) = row;
     Chat::new(
         number as u64,
         messages_count as u64,
+        revision as u64,
         created_at.and_utc(),
         updated_at.and_utc(),
     )
 }
 
 pub(super) fn message(chat: u64, row: MessageRow) -> Message {
-    let (number, body, created_at, updated_at) = row;
+    let (number, body, created_at, updated_at, revision) = row;
     Message::new(
         chat,
         number as u64,
         body,
+        revision as u64,
         created_at.and_utc(),
         updated_at.and_utc(),
     )
+}
+
+pub(super) fn change(chat: u64, row: ChangeRow) -> Change {
+    let (number, body, created_at, updated_at, revision, deleted_at) = row;
+    match deleted_at {
+        Some(at) => Change::Deleted(Tombstone::new(
+            chat,
+            number as u64,
+            revision as u64,
+            at.and_utc(),
+        )),
+        None => Change::Message(message(
+            chat,
+            (number, body, created_at, updated_at, revision),
+        )),
+    }
 }

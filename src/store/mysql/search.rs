@@ -31,7 +31,8 @@ pub(super) async fn search(
     page: Page,
 ) -> Result<Vec<Message>, BackendError> {
     let mut query = sqlx::QueryBuilder::new(
-        "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ",
+        "SELECT number, body, created_at, updated_at, revision FROM messages \
+         WHERE deleted_at IS NULL AND chat_id = ",
     );
     query.push_bind(chat_id);
     for word in terms.words() {
@@ -44,7 +45,7 @@ pub(super) async fn search(
     // The collation's notion of case may differ from Unicode's; Rust has the last word.
     let mut found: Vec<(f64, Message)> = rows
         .into_iter()
-        .filter(|(_, body, _, _)| terms.matches(body))
+        .filter(|(_, body, _, _, _)| terms.matches(body))
         .map(|row| (terms.score(&row.1), message(chat, row)))
         .collect();
     found.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.number.cmp(&b.1.number)));

@@ -145,9 +145,11 @@ impl Inner {
             return Ok(Some(id));
         }
         let id = self.read(|conn| {
-            conn.prepare_cached("SELECT id FROM applications WHERE token = ?1")?
-                .query_row([token], |row| row.get(0))
-                .optional()
+            conn.prepare_cached(
+                "SELECT id FROM applications WHERE token = ?1 AND deleted_at IS NULL",
+            )?
+            .query_row([token], |row| row.get(0))
+            .optional()
         })?;
         if let Some(id) = id {
             self.ids.remember_app(token, id);
@@ -155,6 +157,8 @@ impl Inner {
         Ok(id)
     }
 
+    /// The row id of a chat that exists (not deleted); the id cache first (a deletion forgets
+    /// what it deleted before it is acknowledged).
     pub(super) fn chat_id(&self, token: &str, number: u64) -> Result<Option<i64>, BackendError> {
         let Some(app_id) = self.app_id(token)? else {
             return Ok(None);
@@ -163,7 +167,9 @@ impl Inner {
             return Ok(Some(id));
         }
         let id = self.read(|conn| {
-            conn.prepare_cached("SELECT id FROM chats WHERE application_id = ?1 AND number = ?2")?
+            conn.prepare_cached(
+                "SELECT id FROM chats WHERE application_id = ?1 AND number = ?2 AND deleted_at IS NULL",
+            )?
                 .query_row(params![app_id, number as i64], |row| row.get(0))
                 .optional()
         })?;

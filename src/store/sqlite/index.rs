@@ -175,7 +175,8 @@ fn run(inner: &Weak<Inner>, progress: &Progress, index: &Connection, reader: &Co
 
 /// One round: index up to [`CHUNK`] pending messages, then forget them. Returns how many.
 fn index_some(inner: &Inner, index: &Connection, reader: &Connection) -> rusqlite::Result<usize> {
-    // (seq, id, current body); no body: the message is gone, only its note is forgotten.
+    // (seq, id, current body); no body: the message was purged, its postings are deleted
+    // (a deleted message's tombstone has an empty body, which indexes to nothing).
     let pending: Vec<(i64, i64, Option<String>)> = reader
         .prepare_cached(
             "SELECT p.seq, p.id, m.body FROM fts_pending p LEFT JOIN messages m ON m.id = p.id \
@@ -192,7 +193,11 @@ fn index_some(inner: &Inner, index: &Connection, reader: &Connection) -> rusqlit
     {
         let mut insert =
             tx.prepare_cached("INSERT OR REPLACE INTO messages_fts (rowid, body) VALUES (?1, ?2)")?;
+        let mut delete = tx.prepare_cached("DELETE FROM messages_fts WHERE rowid = ?1")?;
         for (_, id, body) in &pending {
+            if body.is_none() {
+                delete.execute([id])?;
+            }
             if let Some(body) = body {
                 // FTS5 tokenizes a text only up to its first NUL: index a NUL as a space, so
                 // the words after it are found too (the contentless index keeps no text, and

@@ -33,11 +33,12 @@ use rusqlite::{params, OptionalExtension};
 use self::conn::Inner;
 use self::index::Progress;
 use self::rows::{
-    application, application_row, chat, chat_row, chat_rows, message, message_row, message_row_id,
+    application, application_row, change, change_row, chat, chat_row, chat_rows, message,
+    message_row, message_row_id,
 };
 use super::{Counters, ExportedMessage, Store, SyncReport};
 use crate::domain::event::{Applied, Event};
-use crate::domain::{Application, Chat, Message, Page, SearchTerms, Token};
+use crate::domain::{Application, Change, Chat, Message, Page, SearchTerms, Token};
 use crate::error::BackendError;
 use crate::idempotency::{ResponseStore, StoredResponse};
 use crate::search::Search;
@@ -60,7 +61,9 @@ impl SqliteStore {
         // The indexer's thread checkpoints the WAL in the background after each round
         // (`index.rs`); the writer's own automatic checkpoint is left as the backstop that
         // rewinds the WAL, and then finds little left to copy.
-        writer.execute_batch("PRAGMA wal_autocheckpoint = 4000")?;
+        // `secure_delete`: an erased body (a deleted message, a purged chat) is overwritten with
+        // zeros in the file, not left in a free page.
+        writer.execute_batch("PRAGMA wal_autocheckpoint = 4000; PRAGMA secure_delete = ON")?;
         let (index, fresh) = index::open_index(&path)
             .with_context(|| format!("cannot open the search index beside {url}"))?;
         if fresh {
@@ -95,7 +98,8 @@ impl Store for SqliteStore {
     async fn application(&self, token: &Token) -> Result<Option<Application>, BackendError> {
         let row = self.inner.read(|conn| {
             conn.prepare_cached(
-                "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1",
+                "SELECT token, name, chats_count, created_at, updated_at FROM applications \
+                 WHERE token = ?1 AND deleted_at IS NULL",
             )?
             .query_row([token.as_str()], application_row)
             .optional()
@@ -107,21 +111,28 @@ impl Store for SqliteStore {
         let Some(app_id) = self.inner.app_id(token.as_str())? else {
             return Ok(None);
         };
+        let sql = if page.descending {
+            "SELECT number, messages_count, created_at, updated_at, revision FROM chats \
+             WHERE application_id = ?1 AND number > ?2 AND number < ?3 AND deleted_at IS NULL \
+             ORDER BY number DESC LIMIT ?4 OFFSET ?5"
+        } else {
+            "SELECT number, messages_count, created_at, updated_at, revision FROM chats \
+             WHERE application_id = ?1 AND number > ?2 AND number < ?3 AND deleted_at IS NULL \
+             ORDER BY number LIMIT ?4 OFFSET ?5"
+        };
         let rows = self.inner.read(|conn| {
-            conn.prepare_cached(
-                "SELECT number, messages_count, created_at, updated_at FROM chats \
-                 WHERE application_id = ?1 AND number > ?2 ORDER BY number LIMIT ?3 OFFSET ?4",
-            )?
-            .query_map(
-                params![
-                    app_id,
-                    page.after as i64,
-                    i64::from(page.limit),
-                    page.offset as i64
-                ],
-                chat_row,
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()
+            conn.prepare_cached(sql)?
+                .query_map(
+                    params![
+                        app_id,
+                        page.after as i64,
+                        page.before_i64(),
+                        i64::from(page.limit),
+                        page.offset as i64
+                    ],
+                    chat_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })?;
         Ok(Some(rows.into_iter().map(chat).collect()))
     }
@@ -132,7 +143,8 @@ impl Store for SqliteStore {
         };
         let row = self.inner.read(|conn| {
             conn.prepare_cached(
-                "SELECT number, messages_count, created_at, updated_at FROM chats WHERE id = ?1",
+                "SELECT number, messages_count, created_at, updated_at, revision FROM chats \
+                 WHERE id = ?1 AND deleted_at IS NULL",
             )?
             .query_row([chat_id], chat_row)
             .optional()
@@ -149,24 +161,27 @@ impl Store for SqliteStore {
         let Some(chat_id) = self.inner.chat_id(token.as_str(), chat)? else {
             return Ok(None);
         };
+        // A chat's messages are one row-id range (see `chat_rows`), in number order; the
+        // page's bounds are row ids of that range.
+        let (first, last) = chat_rows(chat_id);
+        let low = first.saturating_add(page.after.min(u32::MAX.into()) as i64);
+        let high = first
+            .saturating_add(page.before.min(u64::from(u32::MAX) + 1) as i64)
+            .min(last + 1);
+        let sql = if page.descending {
+            "SELECT number, body, created_at, updated_at, revision FROM messages \
+             WHERE id > ?1 AND id < ?2 AND deleted_at IS NULL ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+        } else {
+            "SELECT number, body, created_at, updated_at, revision FROM messages \
+             WHERE id > ?1 AND id < ?2 AND deleted_at IS NULL ORDER BY id LIMIT ?3 OFFSET ?4"
+        };
         let rows = self.inner.read(|conn| {
-            // A chat's messages are one row-id range (see `chat_rows`), in number order.
-            conn.prepare_cached(
-                "SELECT number, body, created_at, updated_at FROM messages \
-                 WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3 OFFSET ?4",
-            )?
-            .query_map(
-                params![
-                    chat_rows(chat_id)
-                        .0
-                        .saturating_add(page.after.min(u32::MAX.into()) as i64),
-                    chat_rows(chat_id).1,
-                    i64::from(page.limit),
-                    page.offset as i64
-                ],
-                message_row,
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()
+            conn.prepare_cached(sql)?
+                .query_map(
+                    params![low, high, i64::from(page.limit), page.offset as i64],
+                    message_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })?;
         Ok(Some(
             rows.into_iter().map(|row| message(chat, row)).collect(),
@@ -187,12 +202,43 @@ impl Store for SqliteStore {
         };
         let row = self.inner.read(|conn| {
             conn.prepare_cached(
-                "SELECT number, body, created_at, updated_at FROM messages WHERE id = ?1",
+                "SELECT number, body, created_at, updated_at, revision FROM messages \
+                 WHERE id = ?1 AND deleted_at IS NULL",
             )?
             .query_row([id], message_row)
             .optional()
         })?;
         Ok(row.map(|row| message(chat, row)))
+    }
+
+    async fn changes(
+        &self,
+        token: &Token,
+        chat: u64,
+        since: u64,
+        limit: u32,
+    ) -> Result<Option<Vec<Change>>, BackendError> {
+        let Some(chat_id) = self.inner.chat_id(token.as_str(), chat)? else {
+            return Ok(None);
+        };
+        let rows = self.inner.read(|conn| {
+            conn.prepare_cached(
+                "SELECT number, body, created_at, updated_at, revision, deleted_at FROM messages \
+                 WHERE chat_id = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
+            )?
+            .query_map(
+                params![chat_id, since.min(i64::MAX as u64) as i64, i64::from(limit)],
+                change_row,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(Some(
+            rows.into_iter().map(|row| change(chat, row)).collect(),
+        ))
+    }
+
+    async fn purge(&self, limit: u32) -> Result<u64, BackendError> {
+        self.blocking(move |inner| apply::purge(inner, limit)).await
     }
 
     async fn last_chat_number(&self, token: &Token) -> Result<Option<u64>, BackendError> {

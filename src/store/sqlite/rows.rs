@@ -9,19 +9,19 @@
 use chrono::{DateTime, Utc};
 use rusqlite::Row;
 
-use crate::domain::{Application, Chat, Message};
+use crate::domain::{Application, Change, Chat, Message, Tombstone};
 use crate::error::BackendError;
 
 /// Row ids per chat: 2^32, one per possible message number.
 const ROWS_PER_CHAT: i64 = 4294967296;
 const _: () = assert!(ROWS_PER_CHAT == 1 << 32);
 
-/// (number, body, created_at, updated_at)
-pub(super) type MessageRow = (i64, String, i64, i64);
+/// (number, body, created_at, updated_at, revision)
+pub(super) type MessageRow = (i64, String, i64, i64, i64);
 /// (token, name, chats_count, created_at, updated_at)
 pub(super) type ApplicationRow = (String, String, i64, i64, i64);
-/// (number, messages_count, created_at, updated_at)
-pub(super) type ChatRow = (i64, i64, i64, i64);
+/// (number, messages_count, created_at, updated_at, revision)
+pub(super) type ChatRow = (i64, i64, i64, i64, i64);
 
 /// The row id of message `number` of the chat whose row id is `chat_id`; an error beyond the
 /// encoding's limits (a chat id above 2^31, a number above 2^32).
@@ -66,18 +66,42 @@ pub(super) fn chat_row(row: &Row) -> rusqlite::Result<ChatRow> {
     chat_row_at(row, 0)
 }
 
-/// A chat's columns (number, count, created, updated) starting at column `first`.
+/// A chat's columns (number, count, created, updated, revision) starting at column `first`.
 pub(super) fn chat_row_at(row: &Row, first: usize) -> rusqlite::Result<ChatRow> {
     Ok((
         row.get(first)?,
         row.get(first + 1)?,
         row.get(first + 2)?,
         row.get(first + 3)?,
+        row.get(first + 4)?,
     ))
 }
 
 pub(super) fn message_row(row: &Row) -> rusqlite::Result<MessageRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+    message_row_at(row, 0)
+}
+
+/// A message's columns (as [`MessageRow`]) starting at column `first`.
+pub(super) fn message_row_at(row: &Row, first: usize) -> rusqlite::Result<MessageRow> {
+    Ok((
+        row.get(first)?,
+        row.get(first + 1)?,
+        row.get(first + 2)?,
+        row.get(first + 3)?,
+        row.get(first + 4)?,
+    ))
+}
+
+/// A message or its tombstone: the columns of [`MessageRow`], then `deleted_at`.
+pub(super) fn change_row(row: &Row) -> rusqlite::Result<(MessageRow, Option<i64>)> {
+    Ok((message_row(row)?, row.get(5)?))
+}
+
+pub(super) fn change(chat: u64, (row, deleted_at): (MessageRow, Option<i64>)) -> Change {
+    match deleted_at {
+        Some(at) => Change::Deleted(Tombstone::new(chat, row.0 as u64, row.4 as u64, time(at))),
+        None => Change::Message(message(chat, row)),
+    }
 }
 
 pub(super) fn application(row: ApplicationRow) -> Application {
@@ -92,21 +116,23 @@ pub(super) fn application(row: ApplicationRow) -> Application {
 }
 
 pub(super) fn chat(row: ChatRow) -> Chat {
-    let (number, messages_count, created_at, updated_at) = row;
+    let (number, messages_count, created_at, updated_at, revision) = row;
     Chat::new(
         number as u64,
         messages_count as u64,
+        revision as u64,
         time(created_at),
         time(updated_at),
     )
 }
 
 pub(super) fn message(chat: u64, row: MessageRow) -> Message {
-    let (number, body, created_at, updated_at) = row;
+    let (number, body, created_at, updated_at, revision) = row;
     Message::new(
         chat,
         number as u64,
         body,
+        revision as u64,
         time(created_at),
         time(updated_at),
     )

@@ -17,7 +17,7 @@ use rusqlite::{params, Connection};
 
 use super::conn::Inner;
 use super::index::Progress;
-use super::rows::{chat_rows, MessageRow};
+use super::rows::{chat_rows, message_row_at, MessageRow};
 use crate::domain::{Page, SearchTerms};
 use crate::error::BackendError;
 
@@ -26,17 +26,18 @@ const TRIGRAM: usize = 3;
 
 // A chat's messages are the row ids `?1 ..= ?2` (`rows::chat_rows`); the FTS query's
 // expression is `?3`.
-const FTS_QUERY: &str = "SELECT m.id, m.number, m.body, m.created_at, m.updated_at \
+const FTS_QUERY: &str = "SELECT m.id, m.number, m.body, m.created_at, m.updated_at, m.revision \
      FROM search.messages_fts f JOIN messages m ON m.id = f.rowid \
-     WHERE f.messages_fts MATCH ?3 AND f.rowid BETWEEN ?1 AND ?2 \
+     WHERE f.messages_fts MATCH ?3 AND f.rowid BETWEEN ?1 AND ?2 AND m.deleted_at IS NULL \
      ORDER BY f.rank, m.number";
 
-const PENDING_QUERY: &str = "SELECT m.id, m.number, m.body, m.created_at, m.updated_at \
+const PENDING_QUERY: &str =
+    "SELECT m.id, m.number, m.body, m.created_at, m.updated_at, m.revision \
      FROM messages m WHERE m.id IN (SELECT id FROM fts_pending \
-       WHERE id BETWEEN ?1 AND ?2) ORDER BY m.id";
+       WHERE id BETWEEN ?1 AND ?2) AND m.deleted_at IS NULL ORDER BY m.id";
 
-const CHAT_QUERY: &str = "SELECT m.id, m.number, m.body, m.created_at, m.updated_at \
-     FROM messages m WHERE m.id BETWEEN ?1 AND ?2 ORDER BY m.id";
+const CHAT_QUERY: &str = "SELECT m.id, m.number, m.body, m.created_at, m.updated_at, m.revision \
+     FROM messages m WHERE m.id BETWEEN ?1 AND ?2 AND m.deleted_at IS NULL ORDER BY m.id";
 
 /// An FTS5 expression that matches the words literally: each one a quoted string, all required.
 fn fts_expression(words: &[&str]) -> String {
@@ -48,10 +49,7 @@ fn fts_expression(words: &[&str]) -> String {
 }
 
 fn id_and_row(row: &rusqlite::Row) -> rusqlite::Result<(i64, MessageRow)> {
-    Ok((
-        row.get(0)?,
-        (row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?),
-    ))
+    Ok((row.get(0)?, message_row_at(row, 1)?))
 }
 
 fn has_pending(conn: &Connection, chat_id: i64) -> rusqlite::Result<bool> {

@@ -9,15 +9,15 @@ use sqlx::{MySqlConnection, QueryBuilder};
 use crate::error::BackendError;
 use crate::store::mysql::rows::naive;
 
-/// Rows per multi-row INSERT (5 placeholders a row, far below the 65 535 limit).
+/// Rows per multi-row INSERT (6 placeholders a row, far below the 65 535 limit).
 const ROWS_PER_INSERT: usize = 1000;
 
-/// A message row to insert: number, body, time.
-pub(super) type NewMessage<'a> = (u64, &'a str, &'a DateTime<Utc>);
+/// A message row to insert: number, body, time, revision.
+pub(super) type NewMessage<'a> = (u64, &'a str, &'a DateTime<Utc>, u64);
 /// Per chats.id: the messages to insert, in batch order.
 pub(super) type PerChat<'a> = BTreeMap<i64, Vec<NewMessage<'a>>>;
-/// Per chats.id: messages really inserted (how many, latest time).
-pub(super) type Grown = HashMap<i64, (u64, DateTime<Utc>)>;
+/// Per chats.id: how the message count changed (inserted, less deleted), latest time.
+pub(super) type Grown = HashMap<i64, (i64, DateTime<Utc>)>;
 
 /// Step 4, the common case: multi-row INSERTs across chats. `None` as soon as one reports fewer
 /// rows than it sent: some were already stored, so a chat's growth cannot be told from it.
@@ -35,7 +35,7 @@ pub(super) async fn insert_together(
         if done != chunk.len() as u64 {
             return Ok(None);
         }
-        for (chat_id, (_, _, at)) in chunk {
+        for (chat_id, (_, _, at, _)) in chunk {
             let entry = grown.entry(*chat_id).or_insert((0, **at));
             entry.0 += 1;
             entry.1 = entry.1.max(**at);
@@ -58,11 +58,11 @@ pub(super) async fn insert_per_chat(
             let done = insert_messages(tx, &chunk).await?;
             let latest = chunk
                 .iter()
-                .map(|(_, (_, _, at))| **at)
+                .map(|(_, (_, _, at, _))| **at)
                 .max()
                 .unwrap_or_default();
             let entry = grown.entry(*chat_id).or_insert((0, latest));
-            entry.0 += done;
+            entry.0 += done as i64;
             entry.1 = entry.1.max(latest);
         }
     }
@@ -75,9 +75,9 @@ pub(super) async fn add_message_counts(
     tx: &mut MySqlConnection,
     grown: Grown,
 ) -> Result<(), BackendError> {
-    let grown: Vec<(i64, u64, DateTime<Utc>)> = grown
+    let grown: Vec<(i64, i64, DateTime<Utc>)> = grown
         .into_iter()
-        .filter(|(_, (count, _))| *count > 0)
+        .filter(|(_, (count, _))| *count != 0)
         .map(|(id, (count, at))| (id, count, at))
         .collect();
     for chunk in grown.chunks(ROWS_PER_INSERT) {
@@ -87,7 +87,7 @@ pub(super) async fn add_message_counts(
             QueryBuilder::new("UPDATE chats SET messages_count = messages_count + CASE id");
         for (id, count, _) in chunk {
             update.push(" WHEN ").push_bind(id);
-            update.push(" THEN ").push_bind(*count as i64);
+            update.push(" THEN ").push_bind(*count);
         }
         update.push(" END, updated_at = GREATEST(updated_at, CASE id");
         for (id, _, at) in chunk {
@@ -111,14 +111,15 @@ async fn insert_messages(
     rows: &[(i64, NewMessage<'_>)],
 ) -> Result<u64, BackendError> {
     let mut insert = QueryBuilder::new(
-        "INSERT IGNORE INTO messages (chat_id, number, body, created_at, updated_at) ",
+        "INSERT IGNORE INTO messages (chat_id, number, body, created_at, updated_at, revision) ",
     );
-    insert.push_values(rows, |mut row, (chat_id, (number, body, at))| {
+    insert.push_values(rows, |mut row, (chat_id, (number, body, at, revision))| {
         row.push_bind(*chat_id)
             .push_bind(*number as i64)
             .push_bind(*body)
             .push_bind(naive(at))
-            .push_bind(naive(at));
+            .push_bind(naive(at))
+            .push_bind(*revision as i64);
     });
     Ok(insert.build().execute(&mut *tx).await?.rows_affected())
 }

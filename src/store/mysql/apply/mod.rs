@@ -3,8 +3,12 @@
 //! A batch is one transaction of named steps ([`try_apply`] lists them): applications first, then
 //! the chats the batch names (ids from the cache of committed chats, else looked up, or created
 //! from their coordinates when a message arrives before its chat), then the messages as
-//! multi-row `INSERT IGNORE`s of up to 1 000 rows across chats, then edits in order, then every
-//! chat's count in one `UPDATE … WHERE id IN (…)`. When an insert reports fewer rows than it sent
+//! multi-row `INSERT IGNORE`s of up to 1 000 rows across chats, then edits and deletions in
+//! order, then every chat's count in one `UPDATE … WHERE id IN (…)` and its revision. A change
+//! carries its revision (drawn by the sequencer) or takes the chat's next one here
+//! ([`AT_APPLY`]); an edit older than the stored state changes nothing (the higher revision
+//! wins), a deletion always wins, and a deleted chat or application is never brought back by
+//! a late event. When an insert reports fewer rows than it sent
 //! (a replay after a crash), the batch is rolled back and redone with one insert per chat, whose
 //! affected-row count is exactly that chat's growth: replaying a batch inserts nothing and counts
 //! nothing. A deadlock between two workers rolls the batch back; it is retried whole.
@@ -19,7 +23,7 @@ mod messages;
 use self::messages::{add_message_counts, insert_per_chat, insert_together, PerChat};
 use super::conn::Inner;
 use super::rows::{application, message, naive, MessageRow};
-use crate::domain::event::{self, Applied, Event};
+use crate::domain::event::{self, Applied, Event, AT_APPLY};
 use crate::domain::{Chat, Message};
 use crate::error::BackendError;
 use crate::store::ids::IdCache;
@@ -30,8 +34,20 @@ const DEADLOCK_RETRIES: usize = 5;
 type Outcomes = Vec<Option<Applied>>;
 /// The chats the batch names, found or created: (token, number) -> (applications.id, chats.id).
 type ChatIds<'a> = HashMap<(&'a str, u64), (i64, i64)>;
-/// Per applications.id: chats this batch created (how many, latest time).
+/// Per applications.id: how many chats this batch created less those it deleted, latest time.
 type NewChats = HashMap<i64, (i64, DateTime<Utc>)>;
+/// The revision of each event of the batch (0 for events that are not a message change), and
+/// per chats.id the highest one.
+struct Revisions {
+    of_event: Vec<u64>,
+    per_chat: HashMap<i64, u64>,
+}
+/// What a committed batch removes from the id cache.
+#[derive(Default)]
+struct Forget {
+    applications: Vec<String>,
+    chats: Vec<(i64, u64)>,
+}
 
 pub(super) async fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, BackendError> {
     let mut attempt = 0;
@@ -81,10 +97,12 @@ async fn try_apply(
 ) -> Result<Option<Vec<Applied>>, BackendError> {
     let mut tx = inner.pool.begin().await?;
     let mut outcomes: Outcomes = vec![None; batch.len()];
-    write_applications(&mut tx, batch, &mut outcomes).await?;
-    let (chats, new_chats) = find_or_create_chats(&mut tx, &inner.ids, batch).await?;
-    let per_chat = answer_chats_and_messages(batch, &chats, &mut outcomes);
-    let grown = match mode {
+    let mut forget = Forget::default();
+    write_applications(&mut tx, batch, &mut outcomes, &mut forget).await?;
+    let (mut chats, mut new_chats) = find_or_create_chats(&mut tx, &inner.ids, batch).await?;
+    let revisions = revisions(&mut tx, batch, &chats).await?;
+    let per_chat = answer_chats_and_messages(batch, &chats, &revisions, &mut outcomes);
+    let mut grown = match mode {
         Inserts::Together => match insert_together(&mut tx, &per_chat).await? {
             Some(grown) => grown,
             // A row was already stored: dropping `tx` rolls the batch back, to be redone.
@@ -92,10 +110,32 @@ async fn try_apply(
         },
         Inserts::PerChat => insert_per_chat(&mut tx, &per_chat).await?,
     };
-    write_edits(&mut tx, batch, &chats, &mut outcomes).await?;
+    let mut changes = Changes {
+        grown: &mut grown,
+        new_chats: &mut new_chats,
+        forget: &mut forget,
+    };
+    write_changes(
+        &mut tx,
+        batch,
+        &chats,
+        &revisions,
+        &mut changes,
+        &mut outcomes,
+    )
+    .await?;
     add_message_counts(&mut tx, grown).await?;
     add_chat_counts(&mut tx, &new_chats).await?;
+    raise_revisions(&mut tx, &revisions).await?;
     tx.commit().await?;
+    for (app_id, number) in &forget.chats {
+        inner.ids.forget_chat(*app_id, *number);
+        chats.retain(|(_, chat), (app, _)| !(*chat == *number && *app == *app_id));
+    }
+    for token in &forget.applications {
+        inner.ids.forget_app(token);
+        chats.retain(|(owner, _), _| owner != token);
+    }
     remember_committed(&inner.ids, chats);
     Ok(Some(
         outcomes
@@ -110,6 +150,7 @@ async fn write_applications(
     tx: &mut MySqlConnection,
     batch: &[Event],
     outcomes: &mut Outcomes,
+    forget: &mut Forget,
 ) -> Result<(), BackendError> {
     for (index, event) in batch.iter().enumerate() {
         match event {
@@ -129,13 +170,48 @@ async fn write_applications(
             }
             Event::ApplicationRenamed(event::ApplicationRenamed { token, name, at }) => {
                 let token = token.as_str();
-                sqlx::query("UPDATE applications SET name = ?, updated_at = ? WHERE token = ?")
-                    .bind(name)
-                    .bind(naive(at))
-                    .bind(token)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE applications SET name = ?, updated_at = ? \
+                     WHERE token = ? AND deleted_at IS NULL",
+                )
+                .bind(name)
+                .bind(naive(at))
+                .bind(token)
+                .execute(&mut *tx)
+                .await?;
                 outcomes[index] = Some(stored_application(tx, token).await?);
+            }
+            Event::ApplicationDeleted(event::ApplicationDeleted { token, at }) => {
+                let token = token.as_str();
+                let app_id: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM applications WHERE token = ? AND deleted_at IS NULL FOR UPDATE",
+                )
+                .bind(token)
+                .fetch_optional(&mut *tx)
+                .await?;
+                outcomes[index] = Some(match app_id {
+                    Some(app_id) => {
+                        sqlx::query(
+                            "UPDATE applications SET deleted_at = ?, updated_at = ? WHERE id = ?",
+                        )
+                        .bind(naive(at))
+                        .bind(naive(at))
+                        .bind(app_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "UPDATE chats SET deleted_at = ? \
+                             WHERE application_id = ? AND deleted_at IS NULL",
+                        )
+                        .bind(naive(at))
+                        .bind(app_id)
+                        .execute(&mut *tx)
+                        .await?;
+                        forget.applications.push(token.to_owned());
+                        Applied::Deleted
+                    }
+                    None => Applied::NotFound,
+                });
             }
             _ => {}
         }
@@ -143,26 +219,25 @@ async fn write_applications(
     Ok(())
 }
 
-/// The chats the batch names and the earliest time of each (a chat created from a message's
-/// coordinates takes it), sorted so that two workers lock them in the same order.
-fn chats_named(batch: &[Event]) -> BTreeMap<(&str, u64), DateTime<Utc>> {
-    let mut wanted: BTreeMap<(&str, u64), DateTime<Utc>> = BTreeMap::new();
+/// The chats the batch names, with the earliest time of each (a chat created from a message's
+/// coordinates takes it) and whether a creation names it (edits and deletions only look a chat
+/// up), sorted so that two workers lock them in the same order.
+fn chats_named(batch: &[Event]) -> BTreeMap<(&str, u64), (DateTime<Utc>, bool)> {
+    let mut wanted: BTreeMap<(&str, u64), (DateTime<Utc>, bool)> = BTreeMap::new();
     for event in batch {
-        if let Event::ChatCreated(event::ChatCreated {
-            token,
-            number: chat,
-            at,
-        })
-        | Event::MessageCreated(event::MessageCreated {
-            token, chat, at, ..
-        })
-        | Event::MessageEdited(event::MessageEdited {
-            token, chat, at, ..
-        }) = event
-        {
-            let first = wanted.entry((token.as_str(), *chat)).or_insert(*at);
-            *first = (*first).min(*at);
-        }
+        let (token, chat, at, creates) = match event {
+            Event::ChatCreated(e) => (&e.token, e.number, e.at, true),
+            Event::MessageCreated(e) => (&e.token, e.chat, e.at, true),
+            Event::MessageEdited(e) => (&e.token, e.chat, e.at, false),
+            Event::MessageDeleted(e) => (&e.token, e.chat, e.at, false),
+            Event::ChatDeleted(e) => (&e.token, e.number, e.at, false),
+            _ => continue,
+        };
+        let entry = wanted
+            .entry((token.as_str(), chat))
+            .or_insert((at, creates));
+        entry.0 = entry.0.min(at);
+        entry.1 |= creates;
     }
     wanted
 }
@@ -178,18 +253,24 @@ async fn find_or_create_chats<'a>(
 ) -> Result<(ChatIds<'a>, NewChats), BackendError> {
     let mut chats = ChatIds::new();
     let mut new_chats = NewChats::new();
-    for (&(token, number), at) in &chats_named(batch) {
+    for (&(token, number), (at, creates)) in &chats_named(batch) {
         if let Some(ids) = cache.committed_chat(token, number) {
             chats.insert((token, number), ids);
             continue;
         }
-        if let Some(ids) = existing_chat(tx, token, number, false).await? {
-            chats.insert((token, number), ids);
-            continue;
+        match existing_chat(tx, token, number, false).await? {
+            Some((app_id, chat_id, true)) => {
+                chats.insert((token, number), (app_id, chat_id));
+                continue;
+            }
+            // Deleted: a late event never brings it back.
+            Some((_, _, false)) => continue,
+            None if !creates => continue,
+            None => {}
         }
         let inserted = sqlx::query(
             "INSERT IGNORE INTO chats (application_id, number, messages_count, created_at, updated_at) \
-             SELECT id, ?, 0, ?, ? FROM applications WHERE token = ?",
+             SELECT id, ?, 0, ?, ? FROM applications WHERE token = ? AND deleted_at IS NULL",
         )
         .bind(number as i64)
         .bind(naive(at))
@@ -200,7 +281,7 @@ async fn find_or_create_chats<'a>(
         // A locking read: if another transaction (the chats topic's worker) created the chat
         // after this one's snapshot, the insert above was ignored and a plain read would not
         // see the row either; the messages would then be dropped as "chat not found".
-        if let Some((app_id, chat_id)) = existing_chat(tx, token, number, true).await? {
+        if let Some((app_id, chat_id, true)) = existing_chat(tx, token, number, true).await? {
             if inserted.rows_affected() == 1 {
                 let entry = new_chats.entry(app_id).or_insert((0, *at));
                 entry.0 += 1;
@@ -218,6 +299,7 @@ async fn find_or_create_chats<'a>(
 fn answer_chats_and_messages<'a>(
     batch: &'a [Event],
     chats: &ChatIds<'_>,
+    revisions: &Revisions,
     outcomes: &mut Outcomes,
 ) -> PerChat<'a> {
     let mut per_chat = PerChat::new();
@@ -226,7 +308,7 @@ fn answer_chats_and_messages<'a>(
             Event::ChatCreated(event::ChatCreated { token, number, at }) => {
                 let token = token.as_str();
                 outcomes[index] = Some(match chats.get(&(token, *number)) {
-                    Some(_) => Applied::Chat(Chat::new(*number, 0, *at, *at)),
+                    Some(_) => Applied::Chat(Chat::new(*number, 0, 0, *at, *at)),
                     None => Applied::NotFound,
                 });
             }
@@ -236,15 +318,24 @@ fn answer_chats_and_messages<'a>(
                 number,
                 body,
                 at,
+                ..
             }) => {
                 let token = token.as_str();
+                let revision = revisions.of_event[index];
                 outcomes[index] = Some(match chats.get(&(token, *chat)) {
                     Some((_, chat_id)) => {
                         per_chat
                             .entry(*chat_id)
                             .or_default()
-                            .push((*number, body, at));
-                        Applied::Message(Message::new(*chat, *number, body.clone(), *at, *at))
+                            .push((*number, body, at, revision));
+                        Applied::Message(Message::new(
+                            *chat,
+                            *number,
+                            body.clone(),
+                            revision,
+                            *at,
+                            *at,
+                        ))
                     }
                     None => Applied::NotFound,
                 });
@@ -255,47 +346,181 @@ fn answer_chats_and_messages<'a>(
     per_chat
 }
 
-/// Step 5 (step 4 is in `messages.rs`): edits, in order (after the creations they follow),
-/// each answered with its stored row.
-async fn write_edits(
+/// Step 2b: the revision of every message change of the batch, in batch order: the one it
+/// carries, or the chat's next ([`AT_APPLY`], read from the chat's row once per batch).
+async fn revisions(
     tx: &mut MySqlConnection,
     batch: &[Event],
     chats: &ChatIds<'_>,
+) -> Result<Revisions, BackendError> {
+    let mut revisions = Revisions {
+        of_event: vec![0; batch.len()],
+        per_chat: HashMap::new(),
+    };
+    for (index, event) in batch.iter().enumerate() {
+        let (token, chat, given) = match event {
+            Event::MessageCreated(e) => (&e.token, e.chat, e.revision),
+            Event::MessageEdited(e) => (&e.token, e.chat, e.revision),
+            Event::MessageDeleted(e) => (&e.token, e.chat, e.revision),
+            _ => continue,
+        };
+        let Some((_, chat_id)) = chats.get(&(token.as_str(), chat)) else {
+            continue;
+        };
+        let current = match revisions.per_chat.get(chat_id) {
+            Some(current) => *current,
+            None if given != AT_APPLY => 0,
+            None => {
+                let stored: i64 = sqlx::query_scalar("SELECT revision FROM chats WHERE id = ?")
+                    .bind(chat_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                stored as u64
+            }
+        };
+        let revision = if given == AT_APPLY {
+            current + 1
+        } else {
+            given
+        };
+        revisions.of_event[index] = revision;
+        revisions.per_chat.insert(*chat_id, current.max(revision));
+    }
+    Ok(revisions)
+}
+
+/// What step 5 changes beside the rows it writes.
+struct Changes<'a> {
+    grown: &'a mut messages::Grown,
+    new_chats: &'a mut NewChats,
+    forget: &'a mut Forget,
+}
+
+/// Step 5 (step 4 is in `messages.rs`): edits and deletions, in order (after the creations
+/// they follow). An edit is answered with the stored row; an edit older than the stored state
+/// changes nothing (the higher revision wins). A deletion erases the body and always wins; its
+/// tombstone keeps the higher revision.
+async fn write_changes(
+    tx: &mut MySqlConnection,
+    batch: &[Event],
+    chats: &ChatIds<'_>,
+    revisions: &Revisions,
+    changes: &mut Changes<'_>,
     outcomes: &mut Outcomes,
 ) -> Result<(), BackendError> {
     for (index, event) in batch.iter().enumerate() {
-        if let Event::MessageEdited(event::MessageEdited {
-            token,
-            chat,
-            number,
-            body,
-            at,
-        }) = event
-        {
-            let Some((_, chat_id)) = chats.get(&(token.as_str(), *chat)) else {
-                outcomes[index] = Some(Applied::NotFound);
-                continue;
-            };
-            sqlx::query(
-                "UPDATE messages SET body = ?, updated_at = ? WHERE chat_id = ? AND number = ?",
-            )
-            .bind(body)
-            .bind(naive(at))
+        let revision = revisions.of_event[index] as i64;
+        match event {
+            Event::MessageEdited(event::MessageEdited {
+                token,
+                chat,
+                number,
+                body,
+                at,
+                ..
+            }) => {
+                let Some((_, chat_id)) = chats.get(&(token.as_str(), *chat)) else {
+                    outcomes[index] = Some(Applied::NotFound);
+                    continue;
+                };
+                sqlx::query(
+                    "UPDATE messages SET body = ?, updated_at = ?, revision = ? \
+                     WHERE chat_id = ? AND number = ? AND deleted_at IS NULL AND revision < ?",
+                )
+                .bind(body)
+                .bind(naive(at))
+                .bind(revision)
+                .bind(chat_id)
+                .bind(*number as i64)
+                .bind(revision)
+                .execute(&mut *tx)
+                .await?;
+                let row: Option<MessageRow> = sqlx::query_as(
+                    "SELECT number, body, created_at, updated_at, revision FROM messages \
+                     WHERE chat_id = ? AND number = ? AND deleted_at IS NULL",
+                )
+                .bind(chat_id)
+                .bind(*number as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
+                outcomes[index] = Some(row.map_or(Applied::NotFound, |row| {
+                    Applied::Message(message(*chat, row))
+                }));
+            }
+            Event::MessageDeleted(event::MessageDeleted {
+                token,
+                chat,
+                number,
+                at,
+                ..
+            }) => {
+                let Some((_, chat_id)) = chats.get(&(token.as_str(), *chat)) else {
+                    outcomes[index] = Some(Applied::NotFound);
+                    continue;
+                };
+                let deleted = sqlx::query(
+                    "UPDATE messages SET body = '', deleted_at = ?, updated_at = ?, \
+                       revision = GREATEST(revision, ?) \
+                     WHERE chat_id = ? AND number = ? AND deleted_at IS NULL",
+                )
+                .bind(naive(at))
+                .bind(naive(at))
+                .bind(revision)
+                .bind(chat_id)
+                .bind(*number as i64)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                outcomes[index] = Some(if deleted == 1 {
+                    let entry = changes.grown.entry(*chat_id).or_insert((0, *at));
+                    entry.0 -= 1;
+                    entry.1 = entry.1.max(*at);
+                    Applied::Deleted
+                } else {
+                    Applied::NotFound
+                });
+            }
+            Event::ChatDeleted(event::ChatDeleted { token, number, at }) => {
+                let Some((app_id, chat_id)) = chats.get(&(token.as_str(), *number)) else {
+                    outcomes[index] = Some(Applied::NotFound);
+                    continue;
+                };
+                let deleted = sqlx::query(
+                    "UPDATE chats SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+                )
+                .bind(naive(at))
+                .bind(naive(at))
+                .bind(chat_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                outcomes[index] = Some(if deleted == 1 {
+                    let entry = changes.new_chats.entry(*app_id).or_insert((0, *at));
+                    entry.0 -= 1;
+                    entry.1 = entry.1.max(*at);
+                    changes.forget.chats.push((*app_id, *number));
+                    Applied::Deleted
+                } else {
+                    Applied::NotFound
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Step 8: each chat's revision rises to the highest its changes took.
+async fn raise_revisions(
+    tx: &mut MySqlConnection,
+    revisions: &Revisions,
+) -> Result<(), BackendError> {
+    for (chat_id, revision) in &revisions.per_chat {
+        sqlx::query("UPDATE chats SET revision = GREATEST(revision, ?) WHERE id = ?")
+            .bind(*revision as i64)
             .bind(chat_id)
-            .bind(*number as i64)
             .execute(&mut *tx)
             .await?;
-            let row: Option<MessageRow> = sqlx::query_as(
-                "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = ? AND number = ?",
-            )
-            .bind(chat_id)
-            .bind(*number as i64)
-            .fetch_optional(&mut *tx)
-            .await?;
-            outcomes[index] = Some(row.map_or(Applied::NotFound, |row| {
-                Applied::Message(message(*chat, row))
-            }));
-        }
     }
     Ok(())
 }
@@ -331,7 +556,8 @@ async fn stored_application(
     token: &str,
 ) -> Result<Applied, BackendError> {
     let row = sqlx::query_as(
-        "SELECT CAST(token AS CHAR), name, chats_count, created_at, updated_at FROM applications WHERE token = ?",
+        "SELECT CAST(token AS CHAR), name, chats_count, created_at, updated_at FROM applications \
+         WHERE token = ? AND deleted_at IS NULL",
     )
     .bind(token)
     .fetch_optional(&mut *tx)
@@ -341,22 +567,26 @@ async fn stored_application(
     }))
 }
 
-/// The chat's (application id, chat id). `current`: a locking read (`LOCK IN SHARE MODE`),
-/// which sees the latest committed row whatever this transaction's snapshot.
+/// The chat's (application id, chat id, whether it and its application are live).
+/// `current`: a locking read (`LOCK IN SHARE MODE`), which sees the latest committed row
+/// whatever this transaction's snapshot.
 async fn existing_chat(
     tx: &mut MySqlConnection,
     token: &str,
     number: u64,
     current: bool,
-) -> Result<Option<(i64, i64)>, BackendError> {
-    const FIND: &str = "SELECT c.application_id, c.id FROM chats c \
+) -> Result<Option<(i64, i64, bool)>, BackendError> {
+    const FIND: &str = "SELECT c.application_id, c.id, \
+           CAST(c.deleted_at IS NULL AND a.deleted_at IS NULL AS SIGNED) FROM chats c \
          JOIN applications a ON a.id = c.application_id WHERE a.token = ? AND c.number = ?";
-    const FIND_LOCKED: &str = "SELECT c.application_id, c.id FROM chats c \
+    const FIND_LOCKED: &str = "SELECT c.application_id, c.id, \
+           CAST(c.deleted_at IS NULL AND a.deleted_at IS NULL AS SIGNED) FROM chats c \
          JOIN applications a ON a.id = c.application_id WHERE a.token = ? AND c.number = ? \
          LOCK IN SHARE MODE";
-    Ok(sqlx::query_as(if current { FIND_LOCKED } else { FIND })
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(if current { FIND_LOCKED } else { FIND })
         .bind(token)
         .bind(number as i64)
         .fetch_optional(&mut *tx)
-        .await?)
+        .await?;
+    Ok(row.map(|(app_id, chat_id, live)| (app_id, chat_id, live != 0)))
 }
