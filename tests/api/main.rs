@@ -24,3 +24,4 @@ mod search;
 mod shutdown;
 mod stack;
 mod store;
+mod store_revisions;

@@ -20,7 +20,7 @@ async fn mysql_database(what: &str) -> Option<String> {
     Some(database.url())
 }
 
-async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+pub async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}", dir.path().join("chat.db").display());
     let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("sqlite opens"));
@@ -33,7 +33,7 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir
 }
 
 /// A message creation as the scaled shape publishes it: with its revision (here its number).
-fn message(token: &Token, chat: u64, number: u64, body: &str) -> Event {
+pub fn message(token: &Token, chat: u64, number: u64, body: &str) -> Event {
     Event::MessageCreated(event::MessageCreated {
         token: token.clone(),
         chat,

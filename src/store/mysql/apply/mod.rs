@@ -347,7 +347,9 @@ fn answer_chats_and_messages<'a>(
 }
 
 /// Step 2b: the revision of every message change of the batch, in batch order: the one it
-/// carries, or the chat's next ([`AT_APPLY`], read from the chat's row once per batch).
+/// carries, or the chat's next ([`AT_APPLY`], read from the chat's row once per batch). A change
+/// to take the chat's next revision must take effect, so an edit or deletion of a message that
+/// is not there (nor created earlier in the batch) takes none (0: it will change nothing).
 async fn revisions(
     tx: &mut MySqlConnection,
     batch: &[Event],
@@ -357,16 +359,37 @@ async fn revisions(
         of_event: vec![0; batch.len()],
         per_chat: HashMap::new(),
     };
+    // (chats.id, number) -> live, for the messages this batch created or deleted so far.
+    let mut batch_state: HashMap<(i64, u64), bool> = HashMap::new();
     for (index, event) in batch.iter().enumerate() {
-        let (token, chat, given) = match event {
-            Event::MessageCreated(e) => (&e.token, e.chat, e.revision),
-            Event::MessageEdited(e) => (&e.token, e.chat, e.revision),
-            Event::MessageDeleted(e) => (&e.token, e.chat, e.revision),
+        let (token, chat, number, given, creates) = match event {
+            Event::MessageCreated(e) => (&e.token, e.chat, e.number, e.revision, Some(true)),
+            Event::MessageEdited(e) => (&e.token, e.chat, e.number, e.revision, None),
+            Event::MessageDeleted(e) => (&e.token, e.chat, e.number, e.revision, Some(false)),
             _ => continue,
         };
         let Some((_, chat_id)) = chats.get(&(token.as_str(), chat)) else {
             continue;
         };
+        if given == AT_APPLY && creates != Some(true) {
+            let live = match batch_state.get(&(*chat_id, number)) {
+                Some(live) => *live,
+                None => sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND number = ? AND deleted_at IS NULL",
+                )
+                .bind(chat_id)
+                .bind(number as i64)
+                .fetch_one(&mut *tx)
+                .await?
+                    > 0,
+            };
+            if !live {
+                continue;
+            }
+        }
+        if let Some(live) = creates {
+            batch_state.insert((*chat_id, number), live);
+        }
         let current = match revisions.per_chat.get(chat_id) {
             Some(current) => *current,
             None if given != AT_APPLY => 0,
@@ -454,7 +477,9 @@ async fn write_changes(
                 at,
                 ..
             }) => {
-                let Some((_, chat_id)) = chats.get(&(token.as_str(), *chat)) else {
+                let Some((_, chat_id)) =
+                    chats.get(&(token.as_str(), *chat)).filter(|_| revision > 0)
+                else {
                     outcomes[index] = Some(Applied::NotFound);
                     continue;
                 };
