@@ -15,6 +15,11 @@ use crate::search::elasticsearch::Elasticsearch;
 use crate::search::Search;
 use crate::sequencer::{MemorySequencer, RedisSequencer, Sequencer};
 use crate::service::Service;
+use crate::streams::Hub;
+
+/// Changes a stream's client may be behind by before it waits, then is disconnected
+/// (`streams::follow::SLOW`).
+const STREAM_BUFFER: usize = 256;
 use crate::store::{MysqlStore, SqliteStore, Store};
 
 use lock::DataLock;
@@ -85,7 +90,17 @@ impl App {
             }
             search = engine;
         }
-        let (sink, backlog) = sink(config, &store, &metrics)?;
+        let hub = Arc::new(Hub::default());
+        let (sink, backlog) = sink(config, &store, &metrics, &hub)?;
+        // Scaled: changes committed by the workers reach this process's streams through Redis.
+        if let (Some(url), Some(_)) = (config.redis(), config.kafka()) {
+            tokio::spawn(crate::streams::redis::relay(
+                url.to_owned(),
+                config.namespace.clone(),
+                hub.clone(),
+                store.clone(),
+            ));
+        }
         let idempotency: Arc<dyn Idempotency> = match config.redis() {
             Some(url) => Arc::new(RedisIdempotency::connect(url, &config.namespace).await?),
             None => Arc::new(LocalIdempotency::new(responses)),
@@ -102,6 +117,10 @@ impl App {
             sink,
             search,
             purge,
+            hub,
+            streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
+            stream_buffer: STREAM_BUFFER,
+            stream_keepalive: std::time::Duration::from_secs(config.stream_keepalive.max(1)),
         };
         Ok(Self {
             service: Arc::new(service),
@@ -140,10 +159,11 @@ pub fn sink(
     config: &Config,
     store: &Arc<dyn Store>,
     metrics: &Metrics,
+    hub: &Arc<Hub>,
 ) -> anyhow::Result<(Arc<dyn EventSink>, Arc<dyn Backlog>)> {
     use crate::events::kafka::{KafkaBacklog, KafkaSink, Topics};
     let Some(brokers) = config.kafka() else {
-        return Ok(direct_sink(store, metrics));
+        return Ok(direct_sink(store, metrics, hub));
     };
     let topics = Topics::new(&config.namespace);
     let sink = KafkaSink::connect(
@@ -160,16 +180,23 @@ pub fn sink(
     _config: &Config,
     store: &Arc<dyn Store>,
     metrics: &Metrics,
+    hub: &Arc<Hub>,
 ) -> anyhow::Result<(Arc<dyn EventSink>, Arc<dyn Backlog>)> {
-    Ok(direct_sink(store, metrics))
+    Ok(direct_sink(store, metrics, hub))
 }
 
+/// The group-commit writer, which publishes what it committed to this process's streams.
 fn direct_sink(
     store: &Arc<dyn Store>,
     metrics: &Metrics,
+    hub: &Arc<Hub>,
 ) -> (Arc<dyn EventSink>, Arc<dyn Backlog>) {
     (
-        Arc::new(DirectSink::start(store.clone(), metrics.clone())),
+        Arc::new(DirectSink::start(
+            store.clone(),
+            metrics.clone(),
+            hub.clone(),
+        )),
         Arc::new(NoBacklog),
     )
 }

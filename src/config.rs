@@ -87,6 +87,14 @@ pub struct Config {
     #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 60, global = true)]
     pub idle_timeout: u64,
 
+    /// Live streams (SSE and WebSocket) one process holds at once; past it, 503 with Retry-After.
+    #[arg(long, env = "MAX_STREAMS", default_value_t = 10_000, global = true)]
+    pub max_streams: usize,
+
+    /// Seconds between keep-alives on an idle stream (an SSE comment, a WebSocket ping).
+    #[arg(long, env = "STREAM_KEEPALIVE", default_value_t = 15, global = true)]
+    pub stream_keepalive: u64,
+
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,

@@ -63,5 +63,6 @@ pub mod search;
 pub mod sequencer;
 pub mod service;
 pub mod store;
+pub mod streams;
 #[cfg(feature = "kafka")]
 pub mod worker;

@@ -17,6 +17,8 @@ use crate::events::EventSink;
 use crate::search::Search;
 use crate::sequencer::Sequencer;
 use crate::store::Store;
+use crate::streams::follow::{follow, Item};
+use crate::streams::Hub;
 
 /// The ports every request is served with.
 pub struct Service {
@@ -26,6 +28,20 @@ pub struct Service {
     pub search: Arc<dyn Search>,
     /// Wakes the purge of deleted chats' messages (`store::purge_deleted`).
     pub purge: Arc<tokio::sync::Notify>,
+    /// The live streams of this process.
+    pub hub: Arc<Hub>,
+    /// Streams this process may hold at once (`MAX_STREAMS`).
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// Items a stream's client may be behind by.
+    pub stream_buffer: usize,
+    /// How often an idle stream sends a keep-alive.
+    pub stream_keepalive: std::time::Duration,
+}
+
+/// A live stream: its items, and its place among the process's streams (released with it).
+pub struct Stream {
+    pub items: tokio::sync::mpsc::Receiver<Item>,
+    pub permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 fn application_not_found() -> ApiError {
@@ -261,6 +277,32 @@ impl Service {
             .search(token, chat, terms, page)
             .await?
             .ok_or_else(chat_not_found)
+    }
+
+    /// A live stream of the chat's changes after `since` (`None`: from now). `Unavailable`
+    /// when the process holds its most streams already.
+    pub async fn stream(
+        &self,
+        token: &Token,
+        chat: u64,
+        since: Option<u64>,
+    ) -> Result<Stream, ApiError> {
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::from(crate::error::BackendError::Unavailable(
+                "this process holds its most streams; try another or later".into(),
+            ))
+        })?;
+        let current = self.chat(token, chat).await?;
+        let since = since.unwrap_or(current.revision);
+        let items = follow(
+            self.store.clone(),
+            self.hub.clone(),
+            token.clone(),
+            chat,
+            since,
+            self.stream_buffer,
+        );
+        Ok(Stream { items, permit })
     }
 
     /// Whether every backend answers.

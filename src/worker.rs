@@ -25,6 +25,7 @@ use crate::error::BackendError;
 use crate::events::kafka::{client_config, Topics};
 use crate::search::{IndexOp, Indexer};
 use crate::store::Store;
+use crate::streams::{signals, Publisher};
 
 /// Most events one worker step takes from the topic (one transaction, or one bulk request).
 pub const WORKER_MAX_EVENTS: usize = 2000;
@@ -34,7 +35,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What a worker does with a batch.
 enum Role {
-    Store(Arc<dyn Store>),
+    /// Stores batches, then tells the streams of every API process what changed.
+    Store(Arc<dyn Store>, Arc<dyn Publisher>),
     Index {
         indexer: Arc<dyn Indexer>,
         /// Whether the index (with its mapping) is known to exist: checked before the first
@@ -67,13 +69,14 @@ impl Worker {
         brokers: &str,
         topic: &str,
         store: Arc<dyn Store>,
+        publisher: Arc<dyn Publisher>,
         share: Option<(u32, u32)>,
     ) -> anyhow::Result<Self> {
         let consumer = consumer(brokers, topic, &Topics::group(topic), share)?;
         Ok(Self {
             consumer,
             topic: topic.to_owned(),
-            role: Role::Store(store),
+            role: Role::Store(store, publisher),
         })
     }
 
@@ -154,7 +157,7 @@ impl Worker {
 impl Role {
     fn name(&self) -> &'static str {
         match self {
-            Self::Store(_) => "store",
+            Self::Store(..) => "store",
             Self::Index { .. } => "index",
         }
     }
@@ -163,7 +166,7 @@ impl Role {
     /// came first.
     async fn apply(&self, events: &[Event], shutdown: &mut watch::Receiver<bool>) -> bool {
         let ops: Vec<IndexOp> = match self {
-            Self::Store(_) => Vec::new(),
+            Self::Store(..) => Vec::new(),
             Self::Index { .. } => events.iter().filter_map(IndexOp::of).collect(),
         };
         if matches!(self, Self::Index { .. }) && ops.is_empty() {
@@ -172,7 +175,15 @@ impl Role {
         let mut backoff = Duration::from_millis(100);
         loop {
             let result = match self {
-                Self::Store(store) => store.apply(events).await.map(drop),
+                Self::Store(store, publisher) => match store.apply(events).await {
+                    // Published after the commit, so a subscriber never sees a change the store
+                    // could still lose; a lost publication is caught by the relays' audit.
+                    Ok(outcomes) => {
+                        publisher.publish(signals(events, &outcomes)).await;
+                        Ok(())
+                    }
+                    Err(err) => Err(err),
+                },
                 Self::Index { indexer, ready } => index(indexer.as_ref(), ready, &ops).await,
             };
             let err = match result {

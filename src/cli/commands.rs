@@ -51,7 +51,8 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         tolerate_unavailable(engine.ensure_index().await)?;
     }
     if let Some(url) = config.redis() {
-        let (_, backlog) = app::sink(config, &backend.store, &Metrics::new())?;
+        let hub = std::sync::Arc::new(crate::streams::Hub::default());
+        let (_, backlog) = app::sink(config, &backend.store, &Metrics::new(), &hub)?;
         let sequencer = app::redis_sequencer(config, url, backend.store, backlog).await?;
         sequencer.ensure_counters().await?;
     }
@@ -101,6 +102,13 @@ pub async fn work(config: &Config, chats: bool, messages: bool) -> anyhow::Resul
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let share = config.worker_share();
+    // Committed changes reach the streams of every API process through Redis pub/sub.
+    let publisher: Arc<dyn crate::streams::Publisher> = match config.redis() {
+        Some(url) => {
+            Arc::new(crate::streams::redis::RedisPublisher::connect(url, &config.namespace).await?)
+        }
+        None => Arc::new(crate::streams::Hub::default()),
+    };
     for (wanted, topic) in [(chats, &topics.chats), (messages, &topics.messages)] {
         if !wanted {
             continue;
@@ -109,6 +117,7 @@ pub async fn work(config: &Config, chats: bool, messages: bool) -> anyhow::Resul
             brokers,
             topic,
             backend.store.clone(),
+            publisher.clone(),
             share,
         )?];
         // Only messages are searched; their indexing runs in its own consumer group.

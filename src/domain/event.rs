@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Application, Chat, Message, Token};
+use super::{Application, Chat, Message, Token, Tombstone};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApplicationCreated {
@@ -140,6 +140,13 @@ impl From<&ChatCreated> for Chat {
     }
 }
 
+/// The tombstone a deletion leaves, as answered before it is stored (the scaled shape).
+impl From<&MessageDeleted> for Tombstone {
+    fn from(event: &MessageDeleted) -> Self {
+        Tombstone::new(event.chat, event.number, event.revision, event.at)
+    }
+}
+
 /// A new message as stored.
 impl From<&MessageCreated> for Message {
     fn from(event: &MessageCreated) -> Self {
@@ -173,7 +180,9 @@ pub enum Applied {
     Application(Application),
     Chat(Chat),
     Message(Message),
-    /// A deletion took effect (or had already: deleting is idempotent under redelivery).
+    /// A message's deletion took effect: what is left of it.
+    MessageDeleted(Tombstone),
+    /// A chat's or an application's deletion took effect.
     Deleted,
     NotFound,
 }

@@ -15,6 +15,7 @@ use crate::domain::event::{Applied, Event};
 use crate::error::BackendError;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::streams::{signals, Publisher};
 
 /// Most events in one transaction: bounds the time a batch holds the write lock.
 pub const WRITER_MAX_BATCH: usize = 2048;
@@ -33,10 +34,11 @@ pub struct DirectSink {
 }
 
 impl DirectSink {
-    /// Starts the writer task on the current runtime.
-    pub fn start(store: Arc<dyn Store>, metrics: Metrics) -> Self {
+    /// Starts the writer task on the current runtime; it tells `publisher` of every change it
+    /// committed (the live streams), in commit order.
+    pub fn start(store: Arc<dyn Store>, metrics: Metrics, publisher: Arc<dyn Publisher>) -> Self {
         let (commands, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(run_writer(store, metrics, receiver));
+        tokio::spawn(run_writer(store, metrics, publisher, receiver));
         Self { commands }
     }
 }
@@ -64,6 +66,7 @@ impl EventSink for DirectSink {
 async fn run_writer(
     store: Arc<dyn Store>,
     metrics: Metrics,
+    publisher: Arc<dyn Publisher>,
     mut receiver: mpsc::Receiver<Command>,
 ) {
     let mut commands = Vec::with_capacity(WRITER_MAX_BATCH);
@@ -90,6 +93,7 @@ async fn run_writer(
             match store.apply(&events).await {
                 Ok(outcomes) => {
                     debug_assert_eq!(outcomes.len(), replies.len());
+                    publisher.publish(signals(&events, &outcomes)).await;
                     for (reply, outcome) in replies.drain(..).zip(outcomes) {
                         let _ = reply.send(Ok(outcome));
                     }

@@ -262,7 +262,7 @@ impl EventSink for KafkaSink {
                 }
                 let key = Topics::key(&deleted.token, deleted.chat);
                 self.publish(&self.topics.messages, &key, &event).await?;
-                Ok(Applied::Deleted)
+                Ok(Applied::MessageDeleted(deleted.into()))
             }
             Event::ChatDeleted(deleted) => {
                 if !self.chat_persisted(&deleted.token, deleted.number).await? {

@@ -111,7 +111,7 @@ impl dyn EventSink + '_ {
 
     async fn delete(&self, event: Event) -> Result<bool, BackendError> {
         match self.send(event).await? {
-            Applied::Deleted => Ok(true),
+            Applied::Deleted | Applied::MessageDeleted(_) => Ok(true),
             Applied::NotFound => Ok(false),
             other => Err(outcome("a deletion", &other)),
         }

@@ -1,5 +1,6 @@
 //! The HTTP surface: every route of SPEC §2, at `/` and under `/api/v1`, plus the operational
-//! endpoints. Handlers are thin: parse, call a [`crate::service`] method, render.
+//! endpoints, and the live streams (`streams.rs`: SSE and WebSocket). Handlers are thin:
+//! parse, call a [`crate::service`] method, render.
 
 mod applications;
 mod chats;
@@ -15,6 +16,7 @@ mod router;
 mod server;
 mod server_conn;
 mod state;
+mod streams;
 
 pub use ops::ApiDoc;
 pub use router::router;

@@ -39,6 +39,7 @@ use crate::service::Service;
         super::messages::delete,
         super::messages::search,
         super::messages::seed_search,
+        super::streams::stream,
         health,
         ready,
     ),

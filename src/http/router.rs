@@ -10,7 +10,9 @@ use utoipa::OpenApi;
 use utoipa_scalar::{Scalar, Servable};
 
 use super::state::HttpState;
-use super::{applications, chats, extract, idempotency, limits, messages, metrics_layer, ops};
+use super::{
+    applications, chats, extract, idempotency, limits, messages, metrics_layer, ops, streams,
+};
 use crate::error::ApiError;
 
 /// The API routes, mounted twice (at the root and at `/api/v1`).
@@ -35,6 +37,10 @@ fn api() -> Router<HttpState> {
         .route(
             "/applications/{token}/chats/{chat_number}/messages",
             get(messages::list).post(messages::create),
+        )
+        .route(
+            "/applications/{token}/chats/{chat_number}/stream",
+            get(streams::stream),
         )
         .route(
             "/applications/{token}/chats/{chat_number}/messages/search",

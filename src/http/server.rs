@@ -33,6 +33,13 @@ pub async fn serve(
         })
     };
     let listener = IdleTimeoutListener::new(listener, state.limits.idle);
+    // Streams never end by themselves: shutting down ends them first (clients reconnect to
+    // another process), so that the connections can drain.
+    let hub = state.service.hub.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
+    };
     let served = super::server_conn::serve_connections(listener, service, shutdown).await;
     janitor.abort();
     served?;

@@ -52,6 +52,7 @@ fn identity(outcome: &Applied) -> String {
         Applied::Chat(c) => format!("chat {} {}", c.number, c.created_at),
         Applied::Message(m) => format!("message {}/{} {}", m.chat_number, m.number, m.created_at),
         Applied::Deleted => "deleted".to_owned(),
+        Applied::MessageDeleted(t) => format!("deleted message {}/{}", t.chat_number, t.number),
         Applied::NotFound => "not found".to_owned(),
     }
 }

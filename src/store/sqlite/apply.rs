@@ -20,7 +20,7 @@ use super::rows::{
     message_row_id,
 };
 use crate::domain::event::{self, Applied, Event, AT_APPLY};
-use crate::domain::{Chat, Message};
+use crate::domain::{Chat, Message, Tombstone};
 use crate::error::BackendError;
 
 /// What one batch changes beside its rows, written once at its end.
@@ -248,19 +248,26 @@ pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, Back
                         let micros = at.timestamp_micros();
                         // A deletion always wins (an acknowledged delete is never undone); its
                         // tombstone keeps the higher of its revision and the stored one.
-                        let deleted = tx
+                        let deleted: Option<i64> = tx
                             .prepare_cached(
                                 "UPDATE messages SET body = '', deleted_at = ?1, updated_at = ?1, \
                                    revision = MAX(revision, ?2) \
-                                 WHERE id = ?3 AND deleted_at IS NULL",
+                                 WHERE id = ?3 AND deleted_at IS NULL RETURNING revision",
                             )?
-                            .execute(params![micros, revision, id])?;
-                        if deleted == 1 {
-                            deltas.took(chat_id, revision);
-                            bump(&mut deltas.chats, chat_id, -1, micros);
-                            Applied::Deleted
-                        } else {
-                            Applied::NotFound
+                            .query_row(params![micros, revision, id], |row| row.get(0))
+                            .optional()?;
+                        match deleted {
+                            Some(stored) => {
+                                deltas.took(chat_id, revision);
+                                bump(&mut deltas.chats, chat_id, -1, micros);
+                                Applied::MessageDeleted(Tombstone::new(
+                                    *chat,
+                                    *number,
+                                    stored as u64,
+                                    *at,
+                                ))
+                            }
+                            None => Applied::NotFound,
                         }
                     }
                     None => Applied::NotFound,

@@ -24,7 +24,7 @@ use self::messages::{add_message_counts, insert_per_chat, insert_together, PerCh
 use super::conn::Inner;
 use super::rows::{application, message, naive, MessageRow};
 use crate::domain::event::{self, Applied, Event, AT_APPLY};
-use crate::domain::{Chat, Message};
+use crate::domain::{Chat, Message, Tombstone};
 use crate::error::BackendError;
 use crate::store::ids::IdCache;
 
@@ -500,7 +500,14 @@ async fn write_changes(
                     let entry = changes.grown.entry(*chat_id).or_insert((0, *at));
                     entry.0 -= 1;
                     entry.1 = entry.1.max(*at);
-                    Applied::Deleted
+                    let stored: i64 = sqlx::query_scalar(
+                        "SELECT revision FROM messages WHERE chat_id = ? AND number = ?",
+                    )
+                    .bind(chat_id)
+                    .bind(*number as i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    Applied::MessageDeleted(Tombstone::new(*chat, *number, stored as u64, *at))
                 } else {
                     Applied::NotFound
                 });

@@ -1,0 +1,150 @@
+//! One subscriber's stream of a chat: every change after its start position, in revision order,
+//! each once (SPEC §7).
+//!
+//! It subscribes to the hub *first*, then reads the changes feed from the store, then follows
+//! the live channel: a live change at or below the last revision sent was in the feed already
+//! and is skipped; the next revision is sent; anything else (a gap, a lagged receiver, a relay
+//! that reconnected) is filled from the store again. A lag twice within [`LAG_WINDOW`] ends the
+//! stream instead (the client keeps up with neither the channel nor the store), as does a
+//! client whose bounded buffer stays full for [`SLOW`]: it reconnects with its last id and
+//! loses nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+use super::{Hub, Signal};
+use crate::domain::Token;
+use crate::store::Store;
+
+/// Changes read from the store per catch-up query.
+const PAGE: u32 = 1000;
+/// How long a client's full buffer is waited on before it is disconnected.
+pub const SLOW: Duration = Duration::from_secs(5);
+/// Two lags within this long end the stream.
+const LAG_WINDOW: Duration = Duration::from_secs(10);
+
+/// What a stream sends its client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Change { revision: u64, json: Arc<str> },
+    ChatDeleted { chat: u64 },
+}
+
+/// Starts following the chat after revision `since`; the items arrive on the returned
+/// receiver, which holds at most `buffer` of them. It ends when the chat is deleted, the
+/// process shuts down, the client falls behind, or the receiver is dropped.
+pub fn follow(
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    token: Token,
+    chat: u64,
+    since: u64,
+    buffer: usize,
+) -> mpsc::Receiver<Item> {
+    let (out, items) = mpsc::channel(buffer.max(1));
+    let subscription = hub.subscribe(&token, chat);
+    let follower = Follower {
+        store,
+        token,
+        chat,
+        last: since,
+        out,
+    };
+    let closing = hub.closing();
+    tokio::spawn(follower.run(subscription, closing));
+    items
+}
+
+struct Follower {
+    store: Arc<dyn Store>,
+    token: Token,
+    chat: u64,
+    /// The last revision sent (or the start position).
+    last: u64,
+    out: mpsc::Sender<Item>,
+}
+
+impl Follower {
+    async fn run(
+        mut self,
+        mut subscription: super::Subscription,
+        mut closing: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if *closing.borrow() || !self.catch_up().await {
+            return;
+        }
+        let mut lagged_at: Option<Instant> = None;
+        loop {
+            let signal = tokio::select! {
+                signal = subscription.receiver.recv() => signal,
+                _ = closing.changed() => return,
+                () = self.out.closed() => return,
+            };
+            let more = match signal {
+                Ok(Signal::Change { revision, .. }) if revision <= self.last => true,
+                Ok(Signal::Change { revision, json }) if revision == self.last + 1 => {
+                    self.send(Item::Change { revision, json }).await
+                }
+                // A revision skipped: it may have been lost on the way; the store has it.
+                Ok(Signal::Change { .. }) | Ok(Signal::Resync) => self.catch_up().await,
+                Ok(Signal::ChatDeleted) => {
+                    let _ = self.send(Item::ChatDeleted { chat: self.chat }).await;
+                    false
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let again = lagged_at.is_some_and(|at| at.elapsed() < LAG_WINDOW);
+                    lagged_at = Some(Instant::now());
+                    !again && self.catch_up().await
+                }
+                Err(RecvError::Closed) => false,
+            };
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Sends what the store has after `last`; `false` when the stream must end (the chat is
+    /// gone, the store failed, or the client is gone or too slow).
+    async fn catch_up(&mut self) -> bool {
+        loop {
+            let page = match self
+                .store
+                .changes(&self.token, self.chat, self.last, PAGE)
+                .await
+            {
+                Ok(Some(page)) => page,
+                Ok(None) => {
+                    let _ = self.send(Item::ChatDeleted { chat: self.chat }).await;
+                    return false;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "a stream could not read the changes feed; it ends");
+                    return false;
+                }
+            };
+            let full = page.len() == PAGE as usize;
+            for change in page {
+                let Signal::Change { revision, json } = Signal::change(&change) else {
+                    continue;
+                };
+                if !self.send(Item::Change { revision, json }).await {
+                    return false;
+                }
+            }
+            if !full {
+                return true;
+            }
+        }
+    }
+
+    async fn send(&mut self, item: Item) -> bool {
+        if let Item::Change { revision, .. } = &item {
+            self.last = *revision;
+        }
+        self.out.send_timeout(item, SLOW).await.is_ok()
+    }
+}
