@@ -19,7 +19,7 @@ use crate::streams::Hub;
 
 /// Changes a stream's client may be behind by before it waits, then is disconnected
 /// (`streams::follow::SLOW`).
-const STREAM_BUFFER: usize = 256;
+const STREAM_BUFFER: usize = 64;
 use crate::store::{MysqlStore, SqliteStore, Store};
 
 use lock::DataLock;

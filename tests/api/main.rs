@@ -25,3 +25,4 @@ mod shutdown;
 mod stack;
 mod store;
 mod store_revisions;
+mod streams;
