@@ -1,7 +1,13 @@
 //! The checker: reads back every chat through the API and holds it against the ledger.
 //!
-//! - **lost**: an acknowledged (chat, number) that is not stored, or stored with a body the
-//!   edit rule (`edits.rs`) does not allow (`wrong_body`, `edits_lost` when it had edits);
+//! - **lost**: an acknowledged (chat, number) that is not stored though no deletion of it may
+//!   have taken effect, or stored with a body the edit rule (`edits.rs`) does not allow
+//!   (`wrong_body`, `edits_lost` when it had edits);
+//! - **deletions undone** (`deletions.rs`): a message whose deletion was acknowledged still
+//!   listed, found by `GET`, or without its tombstone in the changes feed;
+//! - **the changes feed** (`feed.rs`): revisions not strictly increasing across its pages, a
+//!   message twice in it (`feed_violations`); the feed, the list and `GET` disagreeing about a
+//!   message (`view_mismatches`);
 //! - **chats and applications** (`entities.rs`): an acknowledged chat not listed, or an
 //!   acknowledged application not found with its name;
 //! - **duplicated**: a number listed twice in a chat, a number acknowledged twice, or one
@@ -19,7 +25,9 @@ use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::ledger::{Edit, Taken};
+use crate::deletions::{self, Fate, Seen, Verdict};
+use crate::feed::{self, Entry};
+use crate::ledger::{Delete, Edit, Taken};
 use crate::load::Target;
 use crate::{edits, entities};
 
@@ -34,6 +42,20 @@ pub struct Findings {
     pub edits_acknowledged: usize,
     /// Messages with acknowledged edits stored with a body the edit rule does not allow.
     pub edits_lost: usize,
+    /// Deletion attempts recorded (acknowledged or of unknown outcome), and those acknowledged.
+    pub deletes_attempted: usize,
+    pub deletes_acknowledged: usize,
+    /// Deletions of unknown outcome that took effect (allowed).
+    pub deletes_unknown_applied: usize,
+    /// Acknowledged deletions undone: the message listed, found by `GET`, or without its
+    /// tombstone in the changes feed.
+    pub deletes_undone: usize,
+    /// Entries of the changes feeds read (`since=0`, every page), and their problems: a
+    /// revision not above the one before it, a message twice, a link that would not end.
+    pub feed_entries: usize,
+    pub feed_violations: usize,
+    /// The list, the changes feed and `GET` disagreeing about a message.
+    pub view_mismatches: usize,
     pub chats_acknowledged: usize,
     pub chats_lost: usize,
     pub applications_acknowledged: usize,
@@ -114,6 +136,7 @@ pub async fn drain(
     let started = Instant::now();
     let mut last = (usize::MAX, usize::MAX, Instant::now());
     let edits = edits_by_message(&taken.edits);
+    let deletes = deletes_by_message(&taken.deletes);
     loop {
         let mut total = 0;
         let mut stored = HashMap::new();
@@ -129,12 +152,17 @@ pub async fn drain(
             .acks
             .iter()
             .filter(|a| {
-                let mine = edits
-                    .get(&(a.chat, a.number))
-                    .map_or(&[][..], Vec::as_slice);
-                stored
-                    .get(&(a.chat, a.number))
-                    .is_none_or(|body| !edits::allowed(a, mine).contains(&body.as_str()))
+                let key = (a.chat, a.number);
+                let mine = edits.get(&key).map_or(&[][..], Vec::as_slice);
+                let fate = deletions::fate(deletes.get(&key).map_or(&[][..], Vec::as_slice));
+                let seen = Seen {
+                    listed: stored.get(&key).map(String::as_str),
+                    ..Seen::default()
+                };
+                !matches!(
+                    deletions::judge(fate, &seen, &edits::allowed(a, mine)),
+                    Verdict::Stored | Verdict::Gone
+                )
             })
             .count();
         let listed = entities::list_chats(target).await?;
@@ -167,6 +195,18 @@ fn edits_by_message(edits: &[Edit]) -> HashMap<(u64, u64), Vec<&Edit>> {
             .entry((edit.chat, edit.number))
             .or_default()
             .push(edit);
+    }
+    by_message
+}
+
+/// The deletions of each message, (chat, number) → its deletions.
+fn deletes_by_message(deletes: &[Delete]) -> HashMap<(u64, u64), Vec<&Delete>> {
+    let mut by_message: HashMap<(u64, u64), Vec<&Delete>> = HashMap::new();
+    for delete in deletes {
+        by_message
+            .entry((delete.chat, delete.number))
+            .or_default()
+            .push(delete);
     }
     by_message
 }
@@ -234,13 +274,17 @@ where
 {
     let acks = &taken.acks;
     let edits = edits_by_message(&taken.edits);
+    let deletes = deletes_by_message(&taken.deletes);
     let mut findings = Findings {
         acknowledged: acks.len(),
         edits_attempted: taken.edits.len(),
         edits_acknowledged: taken.edits.iter().filter(|e| e.end.is_some()).count(),
+        deletes_attempted: taken.deletes.len(),
+        deletes_acknowledged: taken.deletes.iter().filter(|d| d.end.is_some()).count(),
         ..Findings::default()
     };
     let mut stored: HashMap<u64, HashMap<u64, String>> = HashMap::new();
+    let mut tombstones: HashSet<(u64, u64)> = HashSet::new();
     let mut rows_per_chat = BTreeMap::new();
     for &chat in &target.chats {
         let rows = list_chat(target, chat).await?;
@@ -258,30 +302,79 @@ where
                 findings.note(format!("chat {chat}: number {number} listed twice"));
             }
         }
+        let mut problems = Vec::new();
+        let items = feed::read(target, chat, &mut problems).await?;
+        findings.feed_entries += items.len();
+        problems.extend(feed::order_problems(chat, &items));
+        findings.feed_violations += problems.len();
+        let deleting: HashSet<u64> = taken
+            .deletes
+            .iter()
+            .filter(|d| d.chat == chat)
+            .map(|d| d.number)
+            .collect();
+        let disagreements = feed::disagreements(chat, &numbers, &items, &deleting);
+        findings.view_mismatches += disagreements.len();
+        for problem in problems.into_iter().chain(disagreements).take(5) {
+            findings.note(problem);
+        }
+        tombstones.extend(
+            items
+                .iter()
+                .filter(|item| item.entry == Entry::Tombstone)
+                .map(|item| (chat, item.number)),
+        );
         stored.insert(chat, numbers);
     }
     let mut acked = HashSet::new();
     for ack in acks {
-        let mine = edits
-            .get(&(ack.chat, ack.number))
-            .map_or(&[][..], Vec::as_slice);
+        let key = (ack.chat, ack.number);
+        let mine = edits.get(&key).map_or(&[][..], Vec::as_slice);
         let allowed = edits::allowed(ack, mine);
-        if !acked.insert((ack.chat, ack.number)) {
+        if !acked.insert(key) {
             findings.duplicated += 1;
             findings.note(format!(
                 "chat {}: number {} acknowledged twice",
                 ack.chat, ack.number
             ));
         }
-        match stored.get(&ack.chat).and_then(|rows| rows.get(&ack.number)) {
-            None => {
+        let listed = stored
+            .get(&ack.chat)
+            .and_then(|rows| rows.get(&ack.number))
+            .map(String::as_str);
+        let fate = deletions::fate(deletes.get(&key).map_or(&[][..], Vec::as_slice));
+        // A message a deletion was sent for is also read by itself: GET must agree.
+        let fetched = if fate == Fate::Live {
+            None
+        } else {
+            let path = format!(
+                "/applications/{}/chats/{}/messages/{}",
+                target.token, ack.chat, ack.number
+            );
+            let found = get_or_missing(target, &path).await?;
+            Some(found.map(|m| m["body"].as_str().unwrap_or_default().to_owned()))
+        };
+        let seen = Seen {
+            listed,
+            tombstone: Some(tombstones.contains(&key)),
+            fetched: fetched.as_ref().map(Option::as_deref),
+        };
+        match deletions::judge(fate, &seen, &allowed) {
+            Verdict::Stored => {}
+            Verdict::Gone => {
+                if fate == Fate::Either {
+                    findings.deletes_unknown_applied += 1;
+                }
+            }
+            Verdict::Lost => {
                 findings.lost += 1;
                 findings.note(format!(
                     "chat {}: acknowledged {} missing",
                     ack.chat, ack.number
                 ));
             }
-            Some(body) if !allowed.contains(&body.as_str()) => {
+            Verdict::WrongBody => {
+                let body = listed.unwrap_or_default();
                 findings.lost += 1;
                 findings.wrong_body += 1;
                 if mine.iter().any(|e| e.end.is_some()) {
@@ -292,7 +385,22 @@ where
                     ack.chat, ack.number
                 ));
             }
-            Some(_) => {}
+            Verdict::Undone(seen_in) => {
+                findings.deletes_undone += 1;
+                findings.note(format!(
+                    "chat {}: {} deleted (acknowledged) but {}",
+                    ack.chat,
+                    ack.number,
+                    seen_in.join(", ")
+                ));
+            }
+        }
+        if fate == Fate::Either && seen.fetched.is_some_and(|fetched| fetched != listed) {
+            findings.view_mismatches += 1;
+            findings.note(format!(
+                "chat {}: {} listed as {listed:?}, GET answers {:?}",
+                ack.chat, ack.number, seen.fetched
+            ));
         }
     }
     for &chat in &target.chats {
@@ -311,6 +419,7 @@ where
     }
     entities::check_chats(target, &taken.chats, &mut findings).await?;
     entities::check_apps(target, &taken.apps, &mut findings).await?;
+    // messages_count counts the live messages: those listed.
     findings.count_mismatches_before_sync =
         count_mismatches(target, &rows_per_chat, &mut Findings::default()).await?;
     let said = sync_counts.await?;

@@ -61,6 +61,7 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
         (finished.taken.failures, finished.writer_failures),
         findings,
     );
+    report.expected_refusals = finished.taken.expected;
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
 }

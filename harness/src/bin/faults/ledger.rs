@@ -1,10 +1,12 @@
 //! The ledger: what the load was told. Every acknowledged creation (message, chat,
-//! application) and every edit attempt, with the instants its request started and ended, so the
-//! checker can hold the stored state against it. Attempts that were not acknowledged are only
-//! counted, except edits: an edit whose outcome is unknown (cut, timed out, 5xx) may still have
-//! taken effect, and the edit rule (`edits.rs`) has to allow for it.
+//! application) and every edit attempt, with the instants its request started and ended, and
+//! every deletion attempt with whether it was acknowledged, so the checker can hold the stored
+//! state against it. Attempts that were not
+//! acknowledged are only counted, except edits and deletions: one whose outcome is unknown (cut,
+//! timed out, 5xx) may still have taken effect, and the edit rule (`edits.rs`) and the deletion
+//! rule (`deletions.rs`) have to allow for it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -30,6 +32,16 @@ pub struct Edit {
     pub end: Option<Instant>,
 }
 
+/// One deletion attempt of an acknowledged message (never one the server refused outright).
+#[derive(Clone, Debug)]
+pub struct Delete {
+    pub chat: u64,
+    pub number: u64,
+    /// When its `204` was read; `None`: not acknowledged, outcome unknown (the message may or
+    /// may not have been deleted).
+    pub end: Option<Instant>,
+}
+
 /// One acknowledged chat creation in the application under load.
 #[derive(Clone, Debug)]
 pub struct ChatAck {
@@ -52,8 +64,14 @@ pub struct Ledger {
     pub edits: Mutex<Vec<Edit>>,
     pub chats: Mutex<Vec<ChatAck>>,
     pub apps: Mutex<Vec<AppAck>>,
+    pub deletes: Mutex<Vec<Delete>>,
+    /// Messages a deletion was sent for (from before its request until it was refused, if it
+    /// was): an edit of one of them may be answered `404`.
+    pub deleting: Mutex<HashSet<(u64, u64)>>,
     /// Failed attempts by operation and kind ("message 503", "edit connection", …).
     pub failures: Mutex<BTreeMap<String, u64>>,
+    /// Refusals the writer expected, by kind ("edit 404 of a deleted message"): not failures.
+    pub expected: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A copy of the ledger once the load stopped.
@@ -63,7 +81,9 @@ pub struct Taken {
     pub edits: Vec<Edit>,
     pub chats: Vec<ChatAck>,
     pub apps: Vec<AppAck>,
+    pub deletes: Vec<Delete>,
     pub failures: BTreeMap<String, u64>,
+    pub expected: BTreeMap<String, u64>,
 }
 
 fn push<T>(list: &Mutex<Vec<T>>, item: T) {
@@ -80,12 +100,21 @@ fn copy<T: Clone>(list: &Mutex<T>) -> T {
     }
 }
 
+fn count(counts: &Mutex<BTreeMap<String, u64>>, kind: String) {
+    match counts.lock() {
+        Ok(mut counts) => *counts.entry(kind).or_default() += 1,
+        Err(poisoned) => *poisoned.into_inner().entry(kind).or_default() += 1,
+    }
+}
+
 impl Ledger {
     pub fn fail(&self, kind: String) {
-        match self.failures.lock() {
-            Ok(mut failures) => *failures.entry(kind).or_default() += 1,
-            Err(poisoned) => *poisoned.into_inner().entry(kind).or_default() += 1,
-        }
+        count(&self.failures, kind);
+    }
+
+    /// A refusal the writer expected (not a failure).
+    pub fn expect(&self, kind: String) {
+        count(&self.expected, kind);
     }
 
     pub fn ack(&self, ack: Ack) {
@@ -104,10 +133,44 @@ impl Ledger {
         push(&self.apps, app);
     }
 
-    /// An acknowledged message of `chat`, the `pick`-th modulo their count (for an edit).
+    /// A deletion of `message` is about to be sent.
+    pub fn deleting(&self, message: (u64, u64)) {
+        match self.deleting.lock() {
+            Ok(mut deleting) => deleting.insert(message),
+            Err(poisoned) => poisoned.into_inner().insert(message),
+        };
+    }
+
+    /// The deletion of `message` was refused outright: nothing was deleted.
+    pub fn not_deleting(&self, message: (u64, u64)) {
+        match self.deleting.lock() {
+            Ok(mut deleting) => deleting.remove(&message),
+            Err(poisoned) => poisoned.into_inner().remove(&message),
+        };
+    }
+
+    /// Whether a deletion of `message` was sent (and not refused).
+    pub fn is_deleting(&self, message: (u64, u64)) -> bool {
+        match self.deleting.lock() {
+            Ok(deleting) => deleting.contains(&message),
+            Err(poisoned) => poisoned.into_inner().contains(&message),
+        }
+    }
+
+    /// A deletion sent, acknowledged or of unknown outcome.
+    pub fn delete(&self, delete: Delete) {
+        push(&self.deletes, delete);
+    }
+
+    /// An acknowledged message of `chat` no deletion was sent for, the `pick`-th modulo their
+    /// count (for an edit).
     pub fn message_of(&self, chat: u64, pick: usize) -> Option<(u64, u64)> {
         let acks = self.acks.lock().ok()?;
-        let mine: Vec<&Ack> = acks.iter().filter(|a| a.chat == chat).collect();
+        let deleting = self.deleting.lock().ok()?;
+        let mine: Vec<&Ack> = acks
+            .iter()
+            .filter(|a| a.chat == chat && !deleting.contains(&(a.chat, a.number)))
+            .collect();
         let ack = mine.get(pick % mine.len().max(1))?;
         Some((ack.chat, ack.number))
     }
@@ -118,7 +181,9 @@ impl Ledger {
             edits: copy(&self.edits),
             chats: copy(&self.chats),
             apps: copy(&self.apps),
+            deletes: copy(&self.deletes),
             failures: copy(&self.failures),
+            expected: copy(&self.expected),
         }
     }
 }

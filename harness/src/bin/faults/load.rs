@@ -1,8 +1,8 @@
-//! The write load: writer tasks create messages, edit them, create chats and applications
-//! through the API processes (round robin), and record every acknowledgement in the ledger
-//! (`ledger.rs`) with the instants its request started and ended. Anything else (503, 408, a
-//! refused or cut connection, a client timeout) is counted and retried later with a new body:
-//! it is never taken for an acknowledgement.
+//! The write load: writer tasks create messages, edit them, delete some of their own, create
+//! chats and applications through the API processes (round robin), and record every
+//! acknowledgement in the ledger (`ledger.rs`) with the instants its request started and ended.
+//! Anything else (503, 408, a refused or cut connection, a client timeout) is counted and
+//! retried later with a new body: it is never taken for an acknowledgement.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use crate::ledger::{Ledger, Taken};
+use crate::requests::Deletion;
 
 /// How long one request may take before the client gives up on it (beyond the producer's
 /// 5 s delivery timeout, so a slow broker answers 503 rather than being cut off).
@@ -58,13 +59,18 @@ impl Target {
             let chat = post_until_created(&client, &url, json!({})).await?;
             numbers.push(chat["number"].as_u64().context("no chat number")?);
         }
-        Ok(Target {
+        Ok(Target::new(client, apis, token, numbers))
+    }
+
+    /// The application `token` with its `chats`, reached through `apis`.
+    pub fn new(client: reqwest::Client, apis: Vec<String>, token: String, chats: Vec<u64>) -> Self {
+        Target {
             client,
             apis: RwLock::new(apis),
             token,
-            chats: numbers,
+            chats,
             next: AtomicUsize::new(0),
-        })
+        }
     }
 
     pub fn api(&self, index: usize) -> Option<String> {
@@ -104,18 +110,23 @@ async fn post_until_created(
     bail!("POST {url} never answered 201 within 60 s")
 }
 
-/// Out of 100 operations of a writer: message creations below 70, edits below 85, chat
-/// creations below 95, application creations for the rest. Creations of messages dominate (they
-/// are what the order and count checks are about); the others are frequent enough to be hit
-/// by every fault.
-const MESSAGES: u32 = 70;
+/// Out of 100 operations of a writer: message creations below 64, deletions of one of its own
+/// acknowledged messages below 69, edits of one it sent a deletion for below 70 (a `404`
+/// expected, or in the scaled shape a `200` while the deletion is on its way: either way the
+/// message must end deleted if the deletion was acknowledged), edits of an acknowledged message
+/// no deletion was sent for below 85, chat creations below 95, application creations for the
+/// rest. Creations of messages dominate (they are what the order and count checks are about);
+/// the others are frequent enough to be hit by every fault.
+const MESSAGES: u32 = 64;
+const DELETES: u32 = 69;
+const EDITS_OF_DELETED: u32 = 70;
 const EDITS: u32 = 85;
 const CHATS: u32 = 95;
 
 /// `writers` tasks until `stop`; writer `w` works in chat `w % chats` (creating messages in it,
-/// and editing any acknowledged message of it, so writers sharing a chat edit concurrently),
-/// and creates chats and applications now and then. Each writer draws its operations from its
-/// own generator seeded by `seed`.
+/// deleting some of those it created, and editing any acknowledged message of it, so writers
+/// sharing a chat edit concurrently), and creates chats and applications now and then. Each
+/// writer draws its operations from its own generator seeded by `seed`.
 pub fn spawn_writers(
     target: &Arc<Target>,
     ledger: &Arc<Ledger>,
@@ -130,27 +141,59 @@ pub fn spawn_writers(
                 let mut rng = StdRng::seed_from_u64(seed ^ (writer as u64).rotate_left(32));
                 let chat = target.chats[writer % target.chats.len()];
                 let mut sequence = 0u64;
+                // This writer's acknowledged messages no deletion was sent for, and those one
+                // was (each is deleted once at most).
+                let (mut mine, mut deleted) = (Vec::new(), Vec::new());
                 while !stop.load(Ordering::Relaxed) {
                     sequence += 1;
                     let Some(api) = target.next_api() else { break };
                     let draw = rng.random_range(0..100u32);
                     let pick = rng.random_range(0..usize::MAX);
-                    let edit = ledger.message_of(chat, pick).filter(|_| draw < EDITS);
-                    let done = match (draw, edit) {
-                        (0..MESSAGES, _) => {
+                    let done = match draw {
+                        0..MESSAGES => {
                             let body = format!("writer {writer} message {sequence}");
-                            target.create_message(&ledger, &api, chat, body).await
+                            let number = target.create_message(&ledger, &api, chat, body).await;
+                            mine.extend(number);
+                            number.is_some()
                         }
-                        (_, Some(message)) => {
+                        MESSAGES..DELETES if !mine.is_empty() => {
+                            let number = mine.swap_remove(pick % mine.len());
+                            match target.delete_message(&ledger, &api, (chat, number)).await {
+                                Deletion::Acknowledged => {
+                                    deleted.push(number);
+                                    true
+                                }
+                                Deletion::Unknown => {
+                                    deleted.push(number);
+                                    false
+                                }
+                                Deletion::Refused => {
+                                    mine.push(number);
+                                    false
+                                }
+                            }
+                        }
+                        DELETES..EDITS_OF_DELETED if !deleted.is_empty() => {
+                            let number = deleted[pick % deleted.len()];
                             let body = format!("writer {writer} edit {sequence}");
-                            target.edit_message(&ledger, &api, message, body).await
+                            target
+                                .edit_message(&ledger, &api, (chat, number), body)
+                                .await
                         }
-                        (EDITS..CHATS, _) => target.create_chat(&ledger, &api).await,
-                        (CHATS.., _) => {
+                        DELETES..EDITS => match ledger.message_of(chat, pick) {
+                            Some(message) => {
+                                let body = format!("writer {writer} edit {sequence}");
+                                target.edit_message(&ledger, &api, message, body).await
+                            }
+                            // No acknowledged message to edit yet: nothing to do.
+                            None => true,
+                        },
+                        EDITS..CHATS => target.create_chat(&ledger, &api).await,
+                        CHATS.. => {
                             let name = format!("faults writer {writer} application {sequence}");
                             target.create_app(&ledger, &api, name).await
                         }
-                        // An edit before the chat has any acknowledged message: nothing to do.
+                        // A deletion before this writer has a message of its own: nothing to do.
                         _ => true,
                     };
                     if !done {
@@ -183,7 +226,11 @@ pub async fn probe(
             let api = target.api(index)?;
             let chat = target.chats[index % target.chats.len()];
             let body = format!("probe {fault} api {index} attempt {attempt}");
-            if target.create_message(ledger, &api, chat, body).await {
+            if target
+                .create_message(ledger, &api, chat, body)
+                .await
+                .is_some()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -273,13 +320,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_writer_is_reported_with_its_message() {
-        let target = Arc::new(Target {
-            client: client(),
-            apis: RwLock::new(Vec::new()),
-            token: String::new(),
-            chats: vec![1],
-            next: AtomicUsize::new(0),
-        });
+        let target = Arc::new(Target::new(client(), Vec::new(), String::new(), vec![1]));
         let running = Running {
             target,
             ledger: Arc::new(Ledger::default()),

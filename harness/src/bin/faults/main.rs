@@ -1,11 +1,13 @@
 //! `faults`: the fault-injection runner of chat-system. See RELIABILITY.md.
 //!
-//! Under concurrent write load (message creations, edits, chat and application creations) it
-//! `kill -9`s the parts of a shape in turn, at seeded random points, restarts them, measures how
-//! long the service takes to answer again, and finally checks what was acknowledged against what
-//! is stored: nothing lost (edits by the rule of `edits.rs`), nothing duplicated, numbers in
-//! acknowledgement order, counts equal to rows after `sync-counts`. A process that died by
-//! itself, or a writer task that panicked, fails the run too.
+//! Under concurrent write load (message creations, edits and deletions, chat and application
+//! creations) it `kill -9`s the parts of a shape in turn, at seeded random points, restarts them,
+//! measures how long the service takes to answer again, and finally checks what was acknowledged
+//! against what is stored: nothing lost (edits by the rule of `edits.rs`), no acknowledged
+//! deletion undone (`deletions.rs`), nothing duplicated, numbers in acknowledgement order, the
+//! changes feed in revision order and agreeing with the lists (`feed.rs`), counts equal to the
+//! live rows after `sync-counts`. A process that died by itself, or a writer task that
+//! panicked, fails the run too.
 //!
 //! Everything it starts is its own: a temporary data directory (embedded), or a private
 //! MariaDB, Redis and tansu on free ports (scaled). Killing them harms nothing else.
@@ -18,9 +20,11 @@
 //! them; the interleaving of the writers with a fault is up to the machine.
 
 mod check;
+mod deletions;
 mod edits;
 mod embedded;
 mod entities;
+mod feed;
 mod ledger;
 mod load;
 mod report;

@@ -70,6 +70,9 @@ pub struct ShapeReport {
     /// Attempts that were not acknowledged, by operation and kind (status code, "connection",
     /// "timeout").
     pub unacknowledged_attempts: BTreeMap<String, u64>,
+    /// Refusals the writers expected, by kind (an edit's `404` of a message a deletion was
+    /// sent for): not failures.
+    pub expected_refusals: BTreeMap<String, u64>,
     /// Writers that panicked (with the message) or did not stop: the load was not what it
     /// claims, so the run fails.
     pub writer_failures: Vec<String>,
@@ -101,17 +104,22 @@ impl ShapeReport {
             recovery_ms_max: recoveries.last().copied(),
             faults,
             unacknowledged_attempts: failures,
+            expected_refusals: BTreeMap::new(),
             writer_failures,
             findings,
         }
     }
 
-    /// Nothing lost (messages, edits, chats, applications), nothing duplicated, in order,
-    /// counts right, every fault recovered, no process died without being killed, no writer
-    /// panicked.
+    /// Nothing lost (messages, edits, chats, applications), no acknowledged deletion undone,
+    /// nothing duplicated, in order, the changes feed consistent with itself and the other
+    /// views, counts right, every fault recovered, no process died without being killed, no
+    /// writer panicked.
     pub fn passed(&self) -> bool {
         let f = &self.findings;
         f.lost == 0
+            && f.deletes_undone == 0
+            && f.feed_violations == 0
+            && f.view_mismatches == 0
             && f.chats_lost == 0
             && f.applications_lost == 0
             && f.duplicated == 0
@@ -133,8 +141,8 @@ fn ms(value: Option<u64>) -> String {
 /// The summary table, one row per shape.
 pub fn table(reports: &[ShapeReport]) -> String {
     let mut out = String::from(
-        "| shape | faults (by kind) | acknowledged | lost | edits / chats / applications acknowledged (lost) | duplicated | order violations | count mismatches (before / after sync-counts) | recovery min / median / max | unrecovered | unexpected exits / writer failures | verdict |\n\
-         | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | --- |\n",
+        "| shape | faults (by kind) | acknowledged | lost | edits / chats / applications acknowledged (lost) | deletes acknowledged / unknown (undone) | feed entries (violations / view mismatches) | duplicated | order violations | count mismatches (before / after sync-counts) | recovery min / median / max | unrecovered | unexpected exits / writer failures | verdict |\n\
+         | --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- | --- |\n",
     );
     for r in reports {
         let kinds: Vec<String> = r
@@ -146,7 +154,7 @@ pub fn table(reports: &[ShapeReport]) -> String {
         let total: usize = r.faults.injected.values().sum();
         let f = &r.findings;
         out.push_str(&format!(
-            "| {} | {total}: {} | {} | {} | {} ({}) / {} ({}) / {} ({}) | {} | {} | {} / {} | {} / {} / {} | {} | {} / {} | {} |\n",
+            "| {} | {total}: {} | {} | {} | {} ({}) / {} ({}) / {} ({}) | {} / {} ({}) | {} ({} / {}) | {} | {} | {} / {} | {} / {} / {} | {} | {} / {} | {} |\n",
             r.shape,
             kinds.join(", "),
             f.acknowledged,
@@ -157,6 +165,12 @@ pub fn table(reports: &[ShapeReport]) -> String {
             f.chats_lost,
             f.applications_acknowledged,
             f.applications_lost,
+            f.deletes_acknowledged,
+            f.deletes_attempted - f.deletes_acknowledged,
+            f.deletes_undone,
+            f.feed_entries,
+            f.feed_violations,
+            f.view_mismatches,
             f.duplicated,
             f.order_violations,
             f.count_mismatches_before_sync,
