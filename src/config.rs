@@ -87,6 +87,11 @@ pub struct Config {
     #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 60, global = true)]
     pub idle_timeout: u64,
 
+    /// The operators' key: with `Authorization: Bearer <key>`, `GET /applications` lists every
+    /// application. Unset: no such access at all.
+    #[arg(long, env = "ADMIN_KEY", global = true, hide_env_values = true)]
+    pub admin_key: Option<String>,
+
     /// Live streams (SSE and WebSocket) one process holds at once; past it, 503 with Retry-After.
     #[arg(long, env = "MAX_STREAMS", default_value_t = 10_000, global = true)]
     pub max_streams: usize,

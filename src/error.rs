@@ -19,6 +19,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request needs the operators' key (`ADMIN_KEY`) and did not carry it.
+    #[error("this needs the operators' key: Authorization: Bearer <ADMIN_KEY>")]
+    Unauthorized,
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -53,6 +56,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -67,6 +71,7 @@ impl ApiError {
             Self::BadRequest(_) => "bad_request",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthorized => "unauthorized",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Validation(_) => "validation_failed",
             Self::TooManyRequests => "rate_limited",
@@ -85,7 +90,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: `bad_request`, `not_found`, `method_not_allowed`,
+    /// Stable, machine-readable: `bad_request`, `not_found`, `method_not_allowed`, `unauthorized`,
     /// `payload_too_large`, `validation_failed`, `rate_limited`, `timeout`, `unavailable`,
     /// `internal`.
     pub code: String,

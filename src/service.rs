@@ -76,6 +76,11 @@ impl Service {
             .ok_or_else(application_not_found)
     }
 
+    /// Every application, for operators (the HTTP layer checks the key).
+    pub async fn applications(&self, page: Page) -> Result<Vec<Application>, ApiError> {
+        Ok(self.store.applications(page).await?)
+    }
+
     pub async fn rename_application(
         &self,
         token: &Token,

@@ -4,7 +4,7 @@
 /// parent would point a child at other backends or change how it runs, so each child starts
 /// with all of them removed and gets exactly the ones its shape names. This is the only list;
 /// `tests/api` checks it against the server's configuration.
-pub const BACKEND_VARIABLES: [&str; 20] = [
+pub const BACKEND_VARIABLES: [&str; 21] = [
     "PORT",
     "HOST",
     "DATA_DIR",
@@ -22,6 +22,7 @@ pub const BACKEND_VARIABLES: [&str; 20] = [
     "RATE_LIMIT_PER_TOKEN",
     "REQUEST_TIMEOUT",
     "IDLE_TIMEOUT",
+    "ADMIN_KEY",
     "MAX_STREAMS",
     "STREAM_KEEPALIVE",
     "LOG_FORMAT",

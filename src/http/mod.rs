@@ -2,8 +2,10 @@
 //! endpoints, and the live streams (`streams.rs`: SSE and WebSocket). Handlers are thin:
 //! parse, call a [`crate::service`] method, render.
 
+mod admin;
 mod applications;
 mod chats;
+mod console;
 mod extract;
 mod idempotency;
 mod limits;

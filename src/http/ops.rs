@@ -23,6 +23,7 @@ use crate::service::Service;
     ),
     paths(
         super::applications::create,
+        super::admin::list,
         super::applications::show,
         super::applications::update,
         super::applications::patch_doc,

@@ -7,18 +7,19 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
-use utoipa_scalar::{Scalar, Servable};
+use utoipa_swagger_ui::SwaggerUi;
 
 use super::state::HttpState;
 use super::{
-    applications, chats, extract, idempotency, limits, messages, metrics_layer, ops, streams,
+    admin, applications, chats, console, extract, idempotency, limits, messages, metrics_layer,
+    ops, streams,
 };
 use crate::error::ApiError;
 
 /// The API routes, mounted twice (at the root and at `/api/v1`).
 fn api() -> Router<HttpState> {
     Router::new()
-        .route("/applications", axum::routing::post(applications::create))
+        .route("/applications", get(admin::list).post(applications::create))
         .route(
             "/applications/{token}",
             get(applications::show)
@@ -65,7 +66,10 @@ pub fn router(state: HttpState) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .merge(Scalar::with_url("/docs", openapi))
+        .route("/", get(console::root))
+        .route("/console", get(console::index))
+        .route("/console/{file}", get(console::asset))
+        .merge(docs(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(
@@ -80,6 +84,23 @@ pub fn router(state: HttpState) -> Router {
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The API reference at `/docs`: Swagger UI from the vendored bundle, serving the document the
+/// router serves at `/openapi.json`, under the console's Content-Security-Policy.
+fn docs(openapi: utoipa::openapi::OpenApi) -> Router<HttpState> {
+    // Under `/docs/ui/`: trailing slashes are trimmed before routing, so Swagger UI's own
+    // `/docs` -> `/docs/` redirect would loop; `/docs` points at its page instead.
+    let ui: Router<HttpState> = SwaggerUi::new("/docs/ui")
+        .url("/docs/ui/openapi.json", openapi)
+        .into();
+    ui.route(
+        "/docs",
+        get(|| async { axum::response::Redirect::to("/docs/ui/index.html") }),
+    )
+    .layer(middleware::map_response(|response| async {
+        console::secured(response)
+    }))
 }
 
 async fn not_found() -> ApiError {

@@ -24,11 +24,13 @@ pub async fn serve(
     let service = NormalizePath::trim_trailing_slash(router);
     let janitor = {
         let limits = state.limits.clone();
+        let admin = state.admin.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(JANITOR_EVERY);
             loop {
                 every.tick().await;
                 limits.forget_idle();
+                admin.forget_idle();
             }
         })
     };

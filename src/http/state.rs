@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 
+use super::admin::Admin;
 use super::limits::Limits;
 use crate::config::Config;
 use crate::idempotency::Idempotency;
@@ -18,6 +19,7 @@ pub struct HttpState {
     pub service: Arc<Service>,
     pub idempotency: Arc<dyn Idempotency>,
     pub limits: Arc<Limits>,
+    pub admin: Arc<Admin>,
     pub metrics: Metrics,
 }
 
@@ -39,6 +41,7 @@ impl HttpState {
             service,
             idempotency,
             limits: Arc::new(limits),
+            admin: Arc::new(Admin::new(config.admin_key.clone())),
             metrics,
         }
     }
@@ -65,5 +68,11 @@ impl FromRef<HttpState> for Arc<Limits> {
 impl FromRef<HttpState> for Metrics {
     fn from_ref(state: &HttpState) -> Self {
         state.metrics.clone()
+    }
+}
+
+impl FromRef<HttpState> for Arc<Admin> {
+    fn from_ref(state: &HttpState) -> Self {
+        state.admin.clone()
     }
 }

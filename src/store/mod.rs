@@ -97,6 +97,8 @@ pub trait Store: Send + Sync {
     async fn apply(&self, batch: &[Event]) -> Result<Vec<Applied>, BackendError>;
 
     async fn application(&self, token: &Token) -> Result<Option<Application>, BackendError>;
+    /// Every application not deleted, oldest first (`page.offset`, `page.limit`): for operators.
+    async fn applications(&self, page: Page) -> Result<Vec<Application>, BackendError>;
     async fn chats(&self, token: &Token, page: Page) -> Result<Option<Vec<Chat>>, BackendError>;
     async fn chat(&self, token: &Token, number: u64) -> Result<Option<Chat>, BackendError>;
     async fn messages(

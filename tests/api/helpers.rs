@@ -50,6 +50,7 @@ pub fn config(data_dir: &Path) -> Config {
         rate_limit_per_token: 0,
         request_timeout: 30,
         idle_timeout: 60,
+        admin_key: None,
         max_streams: 10_000,
         stream_keepalive: 15,
         log_format: LogFormat::Text,

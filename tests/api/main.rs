@@ -1,6 +1,7 @@
 //! One integration-test binary: every test drives the real HTTP server on a random port with a
 //! temporary data directory (and, for the crash tests, the real binary as a child process).
 
+mod admin;
 mod applications;
 mod chats;
 mod crash;

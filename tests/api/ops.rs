@@ -34,13 +34,24 @@ async fn health_ready_metrics_and_docs_answer() {
     );
     assert!(metrics.contains("chat_http_request_duration_seconds_bucket"));
     assert!(metrics.contains("chat_write_batch_size_count"));
+    // The API reference: Swagger UI from the binary (no CDN), on this API's document.
     let docs = app.get("/docs").await;
     assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
     let page = docs.text().await.unwrap();
     assert!(
-        page.contains("<html") && page.contains("chat-system"),
+        page.contains("<html") && page.contains("swagger-ui-bundle.js"),
         "{page}"
     );
+    assert!(
+        !page.contains("https://"),
+        "nothing from another origin: {page}"
+    );
+    let document: Value = app.get_json("/docs/ui/openapi.json").await;
+    assert_eq!(document["info"]["title"], "chat-system");
 }
 
 #[tokio::test]

@@ -64,6 +64,18 @@ impl Store for MysqlStore {
         Ok(row.map(application))
     }
 
+    async fn applications(&self, page: Page) -> Result<Vec<Application>, BackendError> {
+        let rows: Vec<ApplicationRow> = sqlx::query_as(
+            "SELECT CAST(token AS CHAR), name, chats_count, created_at, updated_at FROM applications \
+             WHERE deleted_at IS NULL ORDER BY id LIMIT ? OFFSET ?",
+        )
+        .bind(i64::from(page.limit))
+        .bind(page.offset as i64)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        Ok(rows.into_iter().map(application).collect())
+    }
+
     async fn chats(&self, token: &Token, page: Page) -> Result<Option<Vec<Chat>>, BackendError> {
         let Some(app_id) = self.inner.live_app_id(token).await? else {
             return Ok(None);

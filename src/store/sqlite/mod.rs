@@ -107,6 +107,21 @@ impl Store for SqliteStore {
         Ok(row.map(application))
     }
 
+    async fn applications(&self, page: Page) -> Result<Vec<Application>, BackendError> {
+        let rows = self.inner.read(|conn| {
+            conn.prepare_cached(
+                "SELECT token, name, chats_count, created_at, updated_at FROM applications \
+                 WHERE deleted_at IS NULL ORDER BY id LIMIT ?1 OFFSET ?2",
+            )?
+            .query_map(
+                params![i64::from(page.limit), page.offset as i64],
+                application_row,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(rows.into_iter().map(application).collect())
+    }
+
     async fn chats(&self, token: &Token, page: Page) -> Result<Option<Vec<Chat>>, BackendError> {
         let Some(app_id) = self.inner.app_id(token.as_str())? else {
             return Ok(None);
