@@ -48,6 +48,41 @@ async fn bench_smoke_runs_every_scenario_without_duplicates() {
         assert_eq!(m["errors"], 0, "errors: {m}");
         assert_eq!(m["duplicates"], 0, "duplicate numbers: {m}");
     }
+    // Issue #11: history pages, the feed, deleting messages, deleting a chat under load.
+    let history = &report["history"];
+    let reads = history["reads"].as_array().expect("history reads");
+    let kinds: Vec<&str> = reads
+        .iter()
+        .filter_map(|m| m["scenario"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "history_first",
+            "history_latest",
+            "history_deep",
+            "history_since"
+        ]
+    );
+    let deletion = &history["chat_deletion"];
+    for m in reads.iter().chain([
+        &history["deletes"],
+        &deletion["without"],
+        &deletion["during"],
+    ]) {
+        assert!(
+            m["ok"].as_u64().unwrap_or(0) > 0,
+            "no successful request: {m}"
+        );
+        assert_eq!(m["errors"], 0, "errors: {m}");
+        assert_eq!(m["duplicates"], 0, "duplicate numbers: {m}");
+    }
+    assert_eq!(deletion["check_errors"], 0, "{deletion}");
+    assert!(deletion["delete_answer_ms"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(
+        deletion["purge_done_s"].is_f64(),
+        "purge not seen: {deletion}"
+    );
     assert!(!report["sqlite"].as_array().expect("sqlite").is_empty());
     assert!(!report["targets"].as_array().expect("targets").is_empty());
     for file in [

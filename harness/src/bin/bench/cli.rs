@@ -38,6 +38,14 @@ pub struct RunArgs {
     /// Where results.json, tables.md and the plots go.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
+    /// Embedded shape: run only these scenarios at the last stage (the create and read of
+    /// every stage still run: the create's maximum sets the chat-deletion run's load).
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
+    /// Embedded shape: seconds of create load measured after a chat's DELETE (and without
+    /// one, as its baseline).
+    #[arg(long, default_value_t = 30.0)]
+    pub purge_window: f64,
     /// The chat-system binary (default: beside this one).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
@@ -77,4 +85,11 @@ pub enum Shape {
     Embedded,
     Scaled,
     Both,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Only {
+    /// History pages, the changes feed, message deletion and chat deletion under load
+    /// (issue #11).
+    History,
 }

@@ -14,15 +14,20 @@ use crate::scenario::{
 };
 
 /// One message row, with the row id the server gives it (chat id * 2^32 + number: the
-/// messages of a chat form one rowid range, which scoped search relies on).
-const MESSAGE_ROW: &str = "(? * 4294967296 + ?, ?, ?, ?, ?, ?)";
+/// messages of a chat form one rowid range, which scoped search relies on), and the chat's
+/// next revision (SPEC §6: each creation raises it by one).
+const MESSAGE_ROW: &str = "(? * 4294967296 + ?, ?, ?, ?, ?, ?, ?)";
+/// The columns of [`MESSAGE_ROW`].
+const INSERT_MESSAGES: &str =
+    "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at, revision) VALUES";
 
 /// The server's schema (every migration, in order), applied as is to the ceiling's database.
-const SCHEMA: [&str; 4] = [
+const SCHEMA: [&str; 5] = [
     include_str!("../../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../../migrations/sqlite/0002_idempotency.sql"),
     include_str!("../../../../migrations/sqlite/0003_messages_clustered_by_chat.sql"),
     include_str!("../../../../migrations/sqlite/0004_search_index_apart.sql"),
+    include_str!("../../../../migrations/sqlite/0005_revisions_and_deletion.sql"),
 ];
 /// Rows per multi-row INSERT while preloading.
 const ROWS_PER_INSERT: usize = 100;
@@ -92,14 +97,16 @@ pub struct Filled {
 
 /// Adds messages until `target` are stored: a tenth in the search chat, the rest round-robin
 /// over the spread chats. Bulk transactions with `synchronous = OFF` (a preload, not a measure);
-/// the FTS index is filled by the schema's own triggers, counts are recomputed at the end.
+/// the FTS index is filled by the schema's own triggers, counts are recomputed at the end. Each
+/// message takes its chat's next revision, as a creation through the API would; the search
+/// chat is written by nothing else, so its messages' revisions are their numbers.
 pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Result<Filled> {
     let mut conn = open(db, SqliteSynchronous::Off).await?;
     let app = app_id(&mut conn, token).await?;
-    let chats: Vec<(i64, i64, i64)> = sqlx::query_as(
+    let chats: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT c.id, c.number, COALESCE((SELECT MAX(number) FROM messages m \
-         WHERE m.id BETWEEN c.id * 4294967296 AND c.id * 4294967296 + 4294967295), 0) \
-         FROM chats c WHERE c.application_id = ?1 AND c.number <= ?2 ORDER BY c.number",
+         WHERE m.id BETWEEN c.id * 4294967296 AND c.id * 4294967296 + 4294967295), 0), \
+         c.revision FROM chats c WHERE c.application_id = ?1 AND c.number <= ?2 ORDER BY c.number",
     )
     .bind(app)
     .bind(SEARCH_CHAT as i64)
@@ -109,7 +116,11 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
         chats.len() as u64 == SEARCH_CHAT,
         "the bench chats are missing"
     );
-    let mut next: Vec<(i64, i64)> = chats.iter().map(|&(id, _, max)| (id, max + 1)).collect();
+    // Per chat: (id, next number, next revision).
+    let mut next: Vec<(i64, i64, i64)> = chats
+        .iter()
+        .map(|&(id, _, max, revision)| (id, max + 1, revision + 1))
+        .collect();
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
         .fetch_one(&mut conn)
         .await?;
@@ -119,7 +130,7 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
     let mut search_left = need.min((target / 10).saturating_sub(search_have));
     let mut rng = seeded(seed);
     let sql = format!(
-        "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) VALUES {}",
+        "{INSERT_MESSAGES} {}",
         vec![MESSAGE_ROW; ROWS_PER_INSERT].join(", ")
     );
     let now = now_micros();
@@ -140,20 +151,18 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
                     cursor = (cursor + 1) % SPREAD as usize;
                     cursor
                 };
-                let number = next[chat].1;
+                let (id, number, revision) = next[chat];
                 next[chat].1 += 1;
-                picks.push((next[chat].0, number, body(&mut rng)));
+                next[chat].2 += 1;
+                picks.push((id, number, revision, body(&mut rng)));
             }
             let statement = if rows == ROWS_PER_INSERT {
                 sql.clone()
             } else {
-                format!(
-                    "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) VALUES {}",
-                    vec![MESSAGE_ROW; rows].join(", ")
-                )
+                format!("{INSERT_MESSAGES} {}", vec![MESSAGE_ROW; rows].join(", "))
             };
             let mut query = sqlx::query(&statement);
-            for (chat_id, number, text) in picks {
+            for (chat_id, number, revision, text) in picks {
                 query = query
                     .bind(chat_id)
                     .bind(number)
@@ -161,7 +170,8 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
                     .bind(number)
                     .bind(text)
                     .bind(now)
-                    .bind(now);
+                    .bind(now)
+                    .bind(revision);
             }
             query.execute(&mut *tx).await?;
             done += rows as u64;
@@ -171,7 +181,9 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
     }
     sqlx::query(
         "UPDATE chats SET messages_count = (SELECT COUNT(*) FROM messages m \
-         WHERE m.id BETWEEN chats.id * 4294967296 AND chats.id * 4294967296 + 4294967295) \
+         WHERE m.id BETWEEN chats.id * 4294967296 AND chats.id * 4294967296 + 4294967295), \
+         revision = MAX(revision, COALESCE((SELECT MAX(m.revision) FROM messages m \
+         WHERE m.chat_id = chats.id), 0)) \
          WHERE application_id = ?1",
     )
     .bind(app)
@@ -185,7 +197,7 @@ pub async fn fill(db: &Path, token: &str, target: u64, seed: u64) -> anyhow::Res
         .await?;
     let readable = next[..SPREAD as usize]
         .iter()
-        .map(|&(_, n)| n - 1)
+        .map(|&(_, n, _)| n - 1)
         .min()
         .unwrap_or(0);
     conn.close().await?;
@@ -261,8 +273,8 @@ fn raw_inserts(path: &Path, batch: usize, duration: Duration) -> anyhow::Result<
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at) \
-                 VALUES (4294967296 + ?1, 1, ?1, ?2, ?3, ?3)",
+                "INSERT INTO messages (id, chat_id, number, body, created_at, updated_at, \
+                 revision) VALUES (4294967296 + ?1, 1, ?1, ?2, ?3, ?3, ?1)",
             )?;
             for _ in 0..batch {
                 number += 1;
@@ -308,4 +320,55 @@ pub async fn wait_indexed(db: &Path) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The row id of chat `number` of the application (read-only; the server may be running).
+pub async fn chat_row_id(db: &Path, token: &str, number: u64) -> anyhow::Result<i64> {
+    let (path, token) = (db.to_path_buf(), token.to_owned());
+    let id = tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        conn.query_row(
+            "SELECT c.id FROM chats c JOIN applications a ON a.id = c.application_id \
+             WHERE a.token = ?1 AND c.number = ?2",
+            rusqlite::params![token, number as i64],
+            |row| row.get(0),
+        )
+    })
+    .await?
+    .with_context(|| format!("chat {number} is not stored"))?;
+    Ok(id)
+}
+
+/// Polls (every 20 ms, one primary-key read) until the server marks the deleted chat `chat_id`
+/// purged, i.e. its background purge erased the last of its messages: the time from `since`,
+/// or `None` if that did not happen within `limit`.
+pub async fn wait_purged(
+    db: &Path,
+    chat_id: i64,
+    since: Instant,
+    limit: Duration,
+) -> anyhow::Result<Option<Duration>> {
+    let path = db.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let mut query = conn.prepare("SELECT purged FROM chats WHERE id = ?1")?;
+        loop {
+            let purged: i64 = query.query_row([chat_id], |row| row.get(0))?;
+            if purged != 0 {
+                return Ok(Some(since.elapsed()));
+            }
+            if since.elapsed() > limit {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await?
 }

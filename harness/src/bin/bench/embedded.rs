@@ -11,19 +11,25 @@ use anyhow::Context;
 use chat_harness::ChatSystem;
 use hyper::Method;
 
-use crate::cli::RunArgs;
+use crate::cli::{Only, RunArgs};
 use crate::drive::{create_application, Bench};
 use crate::load::Conn;
-use crate::report::{Report, SqliteCeiling};
+use crate::report::{History, Measurement, Report, SqliteCeiling};
 use crate::scenario::{Kind, Plan};
-use crate::{ceiling, db, machine, plot, report};
+use crate::{ceiling, db, history, machine, plot, report};
 
 pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
-    let (duration, connections, stages) = if args.smoke {
-        (0.3, 4, vec![2_000, 3_000])
+    let (duration, connections, stages, purge_window) = if args.smoke {
+        (0.3, 4, vec![2_000, 3_000], 0.5)
     } else {
-        (args.duration, args.connections, args.stages.clone())
+        (
+            args.duration,
+            args.connections,
+            args.stages.clone(),
+            args.purge_window,
+        )
     };
+    let only_history = args.only == Some(Only::History);
     anyhow::ensure!(!stages.is_empty(), "give at least one stage");
     std::fs::create_dir_all(&args.out)?;
     plot::init_font()?;
@@ -53,6 +59,7 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
     let mut growth = Vec::new();
     let mut mean_batch = 0.0;
     let mut search_chat_messages = 0;
+    let mut history = None;
     for (i, &stage) in stages.iter().enumerate() {
         eprintln!("bench: preloading to {stage} messages");
         let filled = db::fill(&db_path, &token, stage, i as u64).await?;
@@ -72,7 +79,8 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
             "bench: {} stored bodies sampled for the reads' check",
             samples.len()
         );
-        let plan = Plan::new(token.clone(), filled.readable, samples);
+        let plan =
+            Plan::new(token.clone(), filled.readable, samples).with_history(filled.search_chat);
         let base = bench.ledger.messages();
         let stored = |bench: &Bench| filled.stored + bench.ledger.messages() - base;
         // Warm the caches (ids, pages) before measuring, on other rows than the measured run's.
@@ -95,44 +103,39 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
             let max = create.throughput;
             runs.push(create);
             runs.push(read);
-            for kind in [
-                Kind::CreateHot,
-                Kind::CreateChat,
-                Kind::ListPage,
-                Kind::Search,
-            ] {
-                runs.push(bench.closed(addr, kind, &plan, stored(&bench)).await?);
+            // The pages first, near the stage's size; the indexer's backlog from the creates
+            // drained, so that it does not run during some of them only.
+            db::wait_indexed(&db_path).await?;
+            let reads = history::reads(&bench, addr, &plan, stored(&bench)).await?;
+            if !only_history {
+                suite(
+                    &bench, addr, &plan, &mut runs, &mut sweep, max, args.smoke, &stored,
+                )
+                .await?;
             }
-            let search_max = runs.last().map_or(1.0, |m| m.throughput);
-            runs.push(
-                bench
-                    .open(
-                        addr,
-                        Kind::Search,
-                        &plan,
-                        (search_max / 2.0).max(1.0),
-                        stored(&bench),
-                    )
-                    .await?,
-            );
-            runs.push(
-                bench
-                    .closed(addr, Kind::Mixed, &plan, stored(&bench))
-                    .await?,
-            );
-            let fractions: &[f64] = if args.smoke {
-                &[0.5, 1.0]
-            } else {
-                &[0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.2]
-            };
-            for fraction in fractions {
-                let rate = (max * fraction).max(1.0);
-                sweep.push(
-                    bench
-                        .open(addr, Kind::CreateSpread, &plan, rate, stored(&bench))
-                        .await?,
-                );
-            }
+            // Deletions last: they remove messages the other scenarios read.
+            let plan = plan.with_doomed(history::doomed(&bench, filled.readable));
+            let deletes = history::deletes(&bench, addr, &plan, stored(&bench)).await?;
+            let chat_deletion = history::chat_deletion(
+                &bench,
+                addr,
+                &plan,
+                &db_path,
+                history::Deletion {
+                    rate: (max / 2.0).max(1.0),
+                    window: Duration::from_secs_f64(purge_window),
+                    wait: Duration::from_secs(if args.smoke { 30 } else { 300 }),
+                    messages: filled.search_chat,
+                },
+                || stored(&bench),
+            )
+            .await?;
+            history = Some(History {
+                chat_messages: filled.search_chat,
+                reads,
+                deletes: Some(deletes),
+                chat_deletion: Some(chat_deletion),
+            });
         }
         server.terminate().await?;
     }
@@ -141,6 +144,9 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
     batches.sort_unstable();
     batches.dedup();
     let mut sqlite = Vec::new();
+    if only_history {
+        batches.clear();
+    }
     for batch in batches {
         eprintln!("bench: raw SQLite, {batch} rows per transaction");
         let rows_per_s = db::ceiling(&scratch, batch, bench.duration).await?;
@@ -159,12 +165,58 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
         sweep,
         growth,
         search_chat_messages,
+        history,
         targets: Vec::new(),
     };
     report.targets = report::targets(&report, *stages.last().unwrap_or(&0));
     write_outputs(&report, &args.out)?;
     report::print(&report);
     let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// The rest of the suite at the last stage: hot chat, create chat, list page, search (closed,
+/// then open at half its maximum), mixed, and the open-loop create sweep.
+#[allow(clippy::too_many_arguments)]
+async fn suite(
+    bench: &Bench,
+    addr: SocketAddr,
+    plan: &Plan,
+    runs: &mut Vec<Measurement>,
+    sweep: &mut Vec<Measurement>,
+    max: f64,
+    smoke: bool,
+    stored: &impl Fn(&Bench) -> u64,
+) -> anyhow::Result<()> {
+    for kind in [
+        Kind::CreateHot,
+        Kind::CreateChat,
+        Kind::ListPage,
+        Kind::Search,
+    ] {
+        runs.push(bench.closed(addr, kind, plan, stored(bench)).await?);
+    }
+    let search_max = runs.last().map_or(1.0, |m| m.throughput);
+    let half = (search_max / 2.0).max(1.0);
+    runs.push(
+        bench
+            .open(addr, Kind::Search, plan, half, stored(bench))
+            .await?,
+    );
+    runs.push(bench.closed(addr, Kind::Mixed, plan, stored(bench)).await?);
+    let fractions: &[f64] = if smoke {
+        &[0.5, 1.0]
+    } else {
+        &[0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.2]
+    };
+    for fraction in fractions {
+        let rate = (max * fraction).max(1.0);
+        sweep.push(
+            bench
+                .open(addr, Kind::CreateSpread, plan, rate, stored(bench))
+                .await?,
+        );
+    }
     Ok(())
 }
 

@@ -90,7 +90,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn empty() -> Self {
+    pub fn empty() -> Self {
         Self {
             hist: histogram(),
             ok: 0,
@@ -106,6 +106,12 @@ impl Outcome {
         self.ok += other.ok;
         self.errors += other.errors;
         self.duplicates += other.duplicates;
+    }
+
+    /// Adds a later run of the same scenario (its requests, and its time).
+    pub fn append(&mut self, later: &Outcome) {
+        self.merge(later);
+        self.elapsed += later.elapsed;
     }
 
     pub fn throughput(&self) -> f64 {
@@ -174,7 +180,9 @@ pub async fn closed(
             let mut conn = Conn::connect(addr).await.ok();
             let mut outcome = Outcome::empty();
             while Instant::now() < deadline {
-                let req = generator.next(&mut rng);
+                let Some(req) = generator.next(&mut rng) else {
+                    break;
+                };
                 let sent = Instant::now();
                 exchange(&mut conn, addr, &generator, &req, sent, &mut outcome).await;
             }
@@ -203,7 +211,9 @@ pub async fn count(
             let mut conn = Conn::connect(addr).await.ok();
             let mut outcome = Outcome::empty();
             while next.fetch_add(1, Ordering::Relaxed) < total {
-                let req = generator.next(&mut rng);
+                let Some(req) = generator.next(&mut rng) else {
+                    break;
+                };
                 let sent = Instant::now();
                 exchange(&mut conn, addr, &generator, &req, sent, &mut outcome).await;
             }
@@ -241,7 +251,9 @@ pub async fn open(
                 }
                 let due = start + Duration::from_secs_f64(index as f64 * interval);
                 tokio::time::sleep_until(due.into()).await;
-                let req = generator.next(&mut rng);
+                let Some(req) = generator.next(&mut rng) else {
+                    break;
+                };
                 exchange(&mut conn, addr, &generator, &req, due, &mut outcome).await;
             }
             outcome

@@ -5,6 +5,10 @@
 //! in SQLite up to each stage, every scenario over keep-alive HTTP/1.1, the raw SQLite ceiling
 //! at the batch sizes the server used; `results.json`, `tables.md` and PNG plots.
 //!
+//! At the last stage it also runs issue #11's scenarios (`history.rs`): history pages and the
+//! changes feed against the first page, deleting messages, deleting a chat under load;
+//! `--only history` runs only those (and each stage's create and read).
+//!
 //! `--shape scaled` runs the same scenarios against the scaled shape instead (MariaDB, Redis
 //! and a Kafka-compatible broker on loopback; `scaled.rs`), `--shape both` runs both. The
 //! processes are started by the `chat-harness` library (`stack.rs` composes the scaled ones).
@@ -20,6 +24,7 @@ mod cli;
 mod db;
 mod drive;
 mod embedded;
+mod history;
 mod load;
 mod machine;
 mod mysql;

@@ -113,7 +113,57 @@ pub struct Report {
     /// Create and read at every stage.
     pub growth: Vec<Measurement>,
     pub search_chat_messages: u64,
+    /// History pages, the feed and deletions (issue #11); absent when not run.
+    pub history: Option<History>,
     pub targets: Vec<Target>,
+}
+
+/// Issue #11's scenarios, on the big chat (the search chat: a tenth of the stored messages,
+/// numbered 1..=N with revision = number).
+#[derive(Serialize)]
+pub struct History {
+    /// Messages in the big chat.
+    pub chat_messages: u64,
+    /// The first page (the baseline), the latest page, a deep page and the feed near the end,
+    /// each closed loop, interleaved (see `history.rs`).
+    pub reads: Vec<Measurement>,
+    /// DELETE of messages at the closed-loop maximum, each once.
+    pub deletes: Option<Measurement>,
+    /// The create load in other chats while the big chat is deleted.
+    pub chat_deletion: Option<ChatDeletion>,
+}
+
+impl History {
+    /// `m`'s throughput over the first page's (the baseline of the same run).
+    pub fn ratio(&self, m: &Measurement) -> Option<f64> {
+        let first = self
+            .reads
+            .iter()
+            .find(|r| r.scenario == Kind::HistoryFirst)?;
+        Some(m.throughput / first.throughput.max(1e-9))
+    }
+}
+
+#[derive(Serialize)]
+pub struct ChatDeletion {
+    /// Messages the deleted chat held.
+    pub chat_messages: u64,
+    /// Seconds of each of the two runs.
+    pub window_s: f64,
+    /// Create-message requests/s offered (half the closed-loop maximum), open loop.
+    pub offered: f64,
+    /// The open-loop create load alone, just before.
+    pub without: Measurement,
+    /// The same load during the `window_s` seconds from the chat's DELETE.
+    pub during: Measurement,
+    /// How long the DELETE took to answer (`204`).
+    pub delete_answer_ms: f64,
+    /// From the DELETE until the server marked the chat purged (its last message erased);
+    /// `None`: not within the time the bench waited.
+    pub purge_done_s: Option<f64>,
+    /// Wrong answers around the deletion: the DELETE not `204`, or the chat or one of its
+    /// messages still answering after it.
+    pub check_errors: u64,
 }
 
 impl Report {
@@ -145,6 +195,10 @@ impl Ceilings {
             Kind::ListPage,
             Kind::Search,
             Kind::CeilingRead,
+            Kind::HistoryFirst,
+            Kind::HistoryLatest,
+            Kind::HistoryDeep,
+            Kind::HistorySince,
         ];
         let ceiling = if reads.contains(&m.scenario) {
             self.get
@@ -246,7 +300,71 @@ pub fn markdown(report: &Report) -> String {
     for m in &report.growth {
         row(&mut out, m, ceiling);
     }
+    if let Some(history) = &report.history {
+        history_markdown(&mut out, history, ceiling);
+    }
     out
+}
+
+/// Issue #11's tables: the pages beside the first page, deletions, a chat deleted under load.
+fn history_markdown(out: &mut String, history: &History, ceiling: Ceilings) {
+    let _ = writeln!(
+        out,
+        "\n### History, feed and deletion (chat of {} messages, {} stored)\n",
+        history.chat_messages,
+        history.reads.first().map_or(0, |m| m.stored)
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | req/s | × first page | p50 ms | p99 ms | p99.9 ms | errors |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for m in &history.reads {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            m.name,
+            m.throughput,
+            history.ratio(m).unwrap_or(0.0),
+            m.p50_ms,
+            m.p99_ms,
+            m.p999_ms,
+            m.errors
+        );
+    }
+    if let Some(deletes) = &history.deletes {
+        let _ = writeln!(out, "\nDeleting messages (each once, closed loop):\n");
+        out.push_str(HEADER);
+        row(out, deletes, ceiling);
+    }
+    if let Some(d) = &history.chat_deletion {
+        let _ = writeln!(
+            out,
+            "\nCreate message in other chats at {:.0}/s offered (half the maximum, open loop), {:.1} s each, without and from the DELETE of a chat of {} messages:\n",
+            d.offered, d.window_s, d.chat_messages
+        );
+        let _ = writeln!(
+            out,
+            "| create load | req/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for (label, m) in [
+            ("without a deletion", &d.without),
+            ("from the chat's DELETE", &d.during),
+        ] {
+            let _ = writeln!(
+                out,
+                "| {label} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                m.throughput, m.p50_ms, m.p99_ms, m.p999_ms, m.max_ms, m.errors
+            );
+        }
+        let purge = d
+            .purge_done_s
+            .map_or("not within the wait".to_owned(), |s| format!("{s:.3} s"));
+        let _ = writeln!(
+            out,
+            "\n| chat deletion | value |\n| --- | ---: |\n| DELETE answered in | {:.2} ms |\n| purge finished (chat marked purged) after the DELETE | {purge} |\n| wrong answers around the deletion | {} |",
+            d.delete_answer_ms, d.check_errors
+        );
+    }
 }
 
 /// A plain-text table for the terminal.
@@ -286,6 +404,39 @@ pub fn print(report: &Report) {
             m.errors,
             m.duplicates
         );
+    }
+    if let Some(history) = &report.history {
+        for m in &history.reads {
+            println!(
+                "{:<34} {:>10.0} req/s, x first page {:>5.2}, p99 {:>8.2} ms, err {}",
+                m.name,
+                m.throughput,
+                history.ratio(m).unwrap_or(0.0),
+                m.p99_ms,
+                m.errors
+            );
+        }
+        if let Some(m) = &history.deletes {
+            println!(
+                "{:<34} {:>10.0} req/s ({} deleted), p99 {:>8.2} ms, err {}",
+                m.name, m.throughput, m.ok, m.p99_ms, m.errors
+            );
+        }
+        if let Some(d) = &history.chat_deletion {
+            println!(
+                "chat of {} deleted under {:.0} creates/s: DELETE answered in {:.2} ms, purge done {}; creates p99 {:.2} ms, max {:.2} ms (without: p99 {:.2} ms, max {:.2} ms); {} wrong answers",
+                d.chat_messages,
+                d.offered,
+                d.delete_answer_ms,
+                d.purge_done_s
+                    .map_or("not within the wait".to_owned(), |s| format!("after {s:.3} s")),
+                d.during.p99_ms,
+                d.during.max_ms,
+                d.without.p99_ms,
+                d.without.max_ms,
+                d.check_errors
+            );
+        }
     }
     for s in &report.sqlite {
         println!(
@@ -363,6 +514,27 @@ pub fn targets(report: &Report, largest_stage: u64) -> Vec<Target> {
             ),
             met: search.p99_ms <= 20.0,
         });
+    }
+    if let Some(history) = &report.history {
+        let stored = history.reads.first().map_or(0, |m| m.stored);
+        for m in &history.reads {
+            if m.scenario == Kind::HistoryFirst {
+                continue;
+            }
+            let ratio = history.ratio(m).unwrap_or(0.0);
+            out.push(Target {
+                name: format!(
+                    "{}, chat of {} messages, {stored} stored",
+                    m.name, history.chat_messages
+                ),
+                wanted: ">= 0.90 x first page (same run; chat of 100 000, 1 000 000 stored)".into(),
+                measured: format!(
+                    "{ratio:.2} x ({:.0} req/s, p99 {:.2} ms)",
+                    m.throughput, m.p99_ms
+                ),
+                met: ratio >= 0.90,
+            });
+        }
     }
     out
 }
