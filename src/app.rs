@@ -20,6 +20,9 @@ use crate::streams::Hub;
 /// Changes a stream's client may be behind by before it waits, then is disconnected
 /// (`streams::follow::SLOW`).
 const STREAM_BUFFER: usize = 64;
+/// How long a missing revision may still reach the store in the scaled shape: two changes made
+/// at once through two API processes reach the broker within milliseconds of each other.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::store::{MysqlStore, SqliteStore, Store};
 
 use lock::DataLock;
@@ -121,6 +124,8 @@ impl App {
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             stream_buffer: STREAM_BUFFER,
             stream_keepalive: std::time::Duration::from_secs(config.stream_keepalive.max(1)),
+            // Scaled: revisions are drawn before the events are published (`domain::settled`).
+            settle: config.kafka().map(|_| SETTLE),
         };
         Ok(Self {
             service: Arc::new(service),

@@ -17,7 +17,7 @@ use crate::events::EventSink;
 use crate::search::Search;
 use crate::sequencer::Sequencer;
 use crate::store::Store;
-use crate::streams::follow::{follow, Item};
+use crate::streams::follow::{follow, Item, Position};
 use crate::streams::Hub;
 
 /// The ports every request is served with.
@@ -36,6 +36,9 @@ pub struct Service {
     pub stream_buffer: usize,
     /// How often an idle stream sends a keep-alive.
     pub stream_keepalive: std::time::Duration,
+    /// How long a missing revision may still arrive (`domain::settled`): `None` where the
+    /// store assigns revisions in commit order (the group-commit writer).
+    pub settle: Option<std::time::Duration>,
 }
 
 /// A live stream: its items, and its place among the process's streams (released with it).
@@ -211,10 +214,12 @@ impl Service {
         since: u64,
         limit: u32,
     ) -> Result<Vec<Change>, ApiError> {
-        self.store
+        let changes = self
+            .store
             .changes(token, chat, since, limit)
             .await?
-            .ok_or_else(chat_not_found)
+            .ok_or_else(chat_not_found)?;
+        Ok(domain::settled(changes, since, domain::now(), self.settle).0)
     }
 
     pub async fn delete_message(
@@ -302,10 +307,13 @@ impl Service {
         let items = follow(
             self.store.clone(),
             self.hub.clone(),
-            token.clone(),
-            chat,
-            since,
+            Position {
+                token: token.clone(),
+                chat,
+                since,
+            },
             self.stream_buffer,
+            self.settle,
         );
         Ok(Stream { items, permit })
     }

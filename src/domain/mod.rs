@@ -255,6 +255,14 @@ pub enum Change {
 }
 
 impl Change {
+    /// When the change was made.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::Message(message) => message.updated_at,
+            Self::Deleted(tombstone) => tombstone.deleted_at,
+        }
+    }
+
     pub fn revision(&self) -> u64 {
         match self {
             Self::Message(message) => message.revision,
@@ -268,6 +276,34 @@ impl Change {
             Self::Deleted(tombstone) => tombstone.number,
         }
     }
+}
+
+/// The changes of a feed page (in revision order, after `since`) that are settled: where
+/// revisions are drawn before the changes reach the store (the scaled shape), two changes made
+/// at once through two processes can be stored in the opposite order of their revisions, so a
+/// missing revision followed by a change younger than `settle` may still arrive: the page stops
+/// before it (and says so) rather than let a reader step over it. A missing revision followed by
+/// an older change is for good (an older revision of a message changed since, or a revision
+/// drawn for a write that failed). `settle: None` (revisions assigned in commit order): all.
+pub fn settled(
+    mut changes: Vec<Change>,
+    since: u64,
+    now: DateTime<Utc>,
+    settle: Option<std::time::Duration>,
+) -> (Vec<Change>, bool) {
+    let Some(settle) = settle else {
+        return (changes, false);
+    };
+    let young = now - chrono::Duration::from_std(settle).unwrap_or_default();
+    let mut expected = since + 1;
+    for (index, change) in changes.iter().enumerate() {
+        if change.revision() > expected && change.at() > young {
+            changes.truncate(index);
+            return (changes, true);
+        }
+        expected = change.revision() + 1;
+    }
+    (changes, false)
 }
 
 /// Where a page of a list starts and how long it is.
@@ -409,6 +445,39 @@ mod tests {
         assert!(Body::parse("\n\t".into()).is_err());
         assert!(Body::parse("x".repeat(65_536)).is_err());
         assert!(Body::parse("x".repeat(65_535)).is_ok());
+    }
+
+    #[test]
+    fn a_feed_page_stops_before_a_young_missing_revision_only() {
+        let now = now();
+        let old = now - chrono::Duration::seconds(10);
+        let change =
+            |revision, at| Change::Message(Message::new(1, revision, "b".into(), revision, at, at));
+        let settle = Some(std::time::Duration::from_secs(2));
+        let revisions =
+            |changes: &[Change]| changes.iter().map(Change::revision).collect::<Vec<_>>();
+        // 3 missing, 4 is young: 3 may still arrive; the page stops before 4.
+        let (page, cut) = settled(
+            vec![change(1, now), change(2, now), change(4, now)],
+            0,
+            now,
+            settle,
+        );
+        assert_eq!((revisions(&page), cut), (vec![1, 2], true));
+        // 3 missing but 4 is old: 3 is gone for good (an overwritten or failed revision).
+        let (page, cut) = settled(
+            vec![change(2, now), change(4, old), change(5, now)],
+            1,
+            now,
+            settle,
+        );
+        assert_eq!((revisions(&page), cut), (vec![2, 4, 5], false));
+        // The first change after `since` counts too.
+        let (page, cut) = settled(vec![change(7, now)], 5, now, settle);
+        assert_eq!((revisions(&page), cut), (vec![], true));
+        // Without settling (revisions assigned in commit order) everything passes.
+        let (page, cut) = settled(vec![change(7, now)], 5, now, None);
+        assert_eq!((revisions(&page), cut), (vec![7], false));
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! stream instead (the client keeps up with neither the channel nor the store), as does a
 //! client whose bounded buffer stays full for [`SLOW`]: it reconnects with its last id and
 //! loses nothing.
+//!
+//! Where revisions are drawn before the changes reach the store (scaled), a missing revision
+//! may still be on its way: the store's changes are only sent up to it until it arrives or is
+//! old enough to be gone for good (`domain::settled`), and the follower looks again meanwhile.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,23 +43,31 @@ pub enum Item {
 pub fn follow(
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
-    token: Token,
-    chat: u64,
-    since: u64,
+    start: Position,
     buffer: usize,
+    settle: Option<Duration>,
 ) -> mpsc::Receiver<Item> {
     let (out, items) = mpsc::channel(buffer.max(1));
-    let subscription = hub.subscribe(&token, chat);
+    let subscription = hub.subscribe(&start.token, start.chat);
     let follower = Follower {
         store,
-        token,
-        chat,
-        last: since,
+        token: start.token,
+        chat: start.chat,
+        last: start.since,
         out,
+        settle,
+        unsettled: None,
     };
     let closing = hub.closing();
     tokio::spawn(follower.run(subscription, closing));
     items
+}
+
+/// Where a stream starts: the chat, and the revision after which it sends.
+pub struct Position {
+    pub token: Token,
+    pub chat: u64,
+    pub since: u64,
 }
 
 struct Follower {
@@ -65,6 +77,11 @@ struct Follower {
     /// The last revision sent (or the start position).
     last: u64,
     out: mpsc::Sender<Item>,
+    /// See `domain::settled`.
+    settle: Option<Duration>,
+    /// When the store's changes stopped before a revision that may still arrive: look again
+    /// then.
+    unsettled: Option<tokio::time::Instant>,
 }
 
 impl Follower {
@@ -78,16 +95,26 @@ impl Follower {
         }
         let mut lagged_at: Option<Instant> = None;
         loop {
+            let recheck = self.unsettled;
             let signal = tokio::select! {
                 signal = subscription.receiver.recv() => signal,
                 _ = closing.changed() => return,
                 () = self.out.closed() => return,
+                () = async { tokio::time::sleep_until(recheck.unwrap_or_else(tokio::time::Instant::now)).await }, if recheck.is_some() => {
+                    if !self.catch_up().await {
+                        return;
+                    }
+                    continue;
+                }
             };
             let more = match signal {
                 Ok(Signal::Change { revision, .. }) if revision <= self.last => true,
                 Ok(Signal::Change { revision, json }) if revision == self.last + 1 => {
                     self.send(Item::Change { revision, json }).await
                 }
+                // A revision skipped, while the store is known not to have settled it yet: the
+                // recheck will look again.
+                Ok(Signal::Change { .. }) if self.unsettled.is_some() => true,
                 // A revision skipped: it may have been lost on the way; the store has it.
                 Ok(Signal::Change { .. }) | Ok(Signal::Resync) => self.catch_up().await,
                 Ok(Signal::ChatDeleted) => {
@@ -127,6 +154,10 @@ impl Follower {
                 }
             };
             let full = page.len() == PAGE as usize;
+            let (page, cut) =
+                crate::domain::settled(page, self.last, crate::domain::now(), self.settle);
+            self.unsettled =
+                cut.then(|| tokio::time::Instant::now() + self.settle.unwrap_or_default() / 4);
             for change in page {
                 let Signal::Change { revision, json } = Signal::change(&change) else {
                     continue;
@@ -135,7 +166,7 @@ impl Follower {
                     return false;
                 }
             }
-            if !full {
+            if !full || cut {
                 return true;
             }
         }

@@ -20,6 +20,7 @@ mod protocol;
 mod revisions;
 mod scaled;
 mod scaled_broker;
+mod scaled_revisions;
 mod scaled_worker;
 mod search;
 mod shutdown;

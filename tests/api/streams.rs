@@ -18,21 +18,34 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
-    id: Option<u64>,
-    event: Option<String>,
-    data: String,
+pub(crate) struct SseEvent {
+    pub(crate) id: Option<u64>,
+    pub(crate) event: Option<String>,
+    pub(crate) data: String,
 }
 
 /// A client of one SSE response: reads events from the body as they arrive.
-struct Sse {
+pub(crate) struct Sse {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Sse {
     async fn open(app: &TestApp, path: &str, last_event_id: Option<u64>) -> Sse {
-        let mut request = app.client.get(app.url(path));
+        // In the scaled run this first waits until the workers stored every earlier write (as
+        // every read of the suite does): the chat exists before its stream is asked for.
+        assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+        Self::open_url(&app.client, app.url(path), last_event_id).await
+    }
+
+    /// A stream at `url` (any API process), from `last_event_id` if given.
+    pub(crate) async fn open_url(
+        client: &reqwest::Client,
+        url: String,
+        last_event_id: Option<u64>,
+    ) -> Sse {
+        let path = url.clone();
+        let mut request = client.get(url);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }
@@ -53,7 +66,7 @@ impl Sse {
     }
 
     /// The next event (comments skipped); `None` when the stream ended.
-    async fn next(&mut self) -> Option<SseEvent> {
+    pub(crate) async fn next(&mut self) -> Option<SseEvent> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -90,7 +103,7 @@ impl Sse {
     }
 
     /// The next change: (revision, JSON).
-    async fn change(&mut self) -> (u64, Value) {
+    pub(crate) async fn change(&mut self) -> (u64, Value) {
         let event = self.next().await.expect("a change, not the end");
         assert_eq!(event.event, None, "{event:?}");
         let json: Value = serde_json::from_str(&event.data).expect("JSON data");
@@ -283,6 +296,8 @@ async fn websocket_sends_the_same_json_and_closes_with_1000_when_the_chat_is_del
     let token = app.create_application("ws").await;
     let chat = app.create_chat(&token).await;
     post_message(&app, &token, chat, "before").await;
+    // Scaled run: wait until the workers stored the chat, as every read of the suite does.
+    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
     let url = app
         .url(&format!("{}?since=0", stream_path(&token, chat)))
         .replacen("http://", "ws://", 1);
