@@ -4,6 +4,7 @@
 mod admin;
 mod applications;
 mod chats;
+mod console;
 mod crash;
 mod durability;
 mod elasticsearch;
