@@ -21,7 +21,8 @@
 //!
 //! - [`domain`]: tokens, numbers, names, bodies, search terms (validation lives here, once), and
 //!   [`domain::event`]: the typed write events and what applying one produced.
-//! - [`http`]: the router, thin handlers and middleware (limits, idempotency, metrics) over an
+//! - [`http`]: the router, thin handlers (the REST routes, the SSE/WebSocket streams, the web
+//!   console and the operators' listing) and middleware (limits, idempotency, metrics) over an
 //!   [`http::HttpState`]; `http::serve(listener, state, shutdown)`. [`error`] renders every
 //!   failure as `{"error": {"code", "message"}}`.
 //! - [`service`]: [`service::Service`], the ports and what each request does with them.
@@ -43,8 +44,13 @@
 //!   - [`idempotency`] (`Idempotency`, `ResponseStore`): `local.rs` (embedded: claims in the
 //!     process, responses in the store), `redis.rs` (scaled: `SET NX`).
 //!   - [`redis_conn`]: the Redis connection that heals itself, shared by the Redis adapters.
-//! - [`worker`] (scaled): consumes a topic in batches, stores them (one consumer group) and
-//!   indexes messages (another group), committing offsets after each batch took effect.
+//!   - [`streams`] (`Publisher`): live streams. `Hub` is the in-process fan-out (the embedded
+//!     writer publishes into it after each commit); `follow.rs` is one subscriber (the changes
+//!     feed from the store, then live, gaps filled from the store); `redis.rs` carries changes
+//!     from the workers to every API process (scaled).
+//! - [`worker`] (scaled): consumes a topic in batches, stores them (one consumer group; then
+//!   publishes the committed changes to the streams) and indexes messages (another group),
+//!   committing offsets after each batch took effect.
 //! - [`app`]: the composition root, the ports built from [`config::Config`] by URL scheme;
 //!   [`cli`]: the command line and its commands (`serve`, `migrate`, `sync-counts`, `reindex`,
 //!   `worker`).
