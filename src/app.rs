@@ -113,7 +113,10 @@ impl App {
             None => Arc::new(MemorySequencer::new(store.clone())),
         };
         let purge = Arc::new(tokio::sync::Notify::new());
-        tokio::spawn(crate::store::purge_deleted(store.clone(), purge.clone()));
+        tokio::spawn(crate::store::purge_deleted(
+            Arc::downgrade(&store),
+            purge.clone(),
+        ));
         let service = Service {
             store,
             sequencer,

@@ -161,12 +161,18 @@ pub trait Store: Send + Sync {
 /// readers never notice one (a step is one short transaction).
 pub const PURGE_STEP: u32 = 1000;
 
-/// Erases the messages of deleted chats in bounded steps, for as long as the process runs:
+/// Erases the messages of deleted chats in bounded steps, for as long as the store is in use:
 /// at once when `wake` is notified (a chat or application was just deleted), and every few
-/// seconds otherwise (deletions made before a restart, or by another process).
-pub async fn purge_deleted(store: Arc<dyn Store>, wake: Arc<tokio::sync::Notify>) {
+/// seconds otherwise (deletions made before a restart, or by another process). It holds the
+/// store only during a step, so that the store (and its indexer) goes when its users do.
+pub async fn purge_deleted(store: std::sync::Weak<dyn Store>, wake: Arc<tokio::sync::Notify>) {
     loop {
-        match store.purge(PURGE_STEP).await {
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        let step = store.purge(PURGE_STEP).await;
+        drop(store);
+        match step {
             Ok(0) => {
                 let _ =
                     tokio::time::timeout(std::time::Duration::from_secs(5), wake.notified()).await;

@@ -110,19 +110,21 @@ async fn concurrent_edits_through_two_api_processes_end_with_the_higher_revision
             .await;
             assert_eq!(stored["body"], body.as_str(), "round {round}, api {api}");
         }
-        // ... the feed shows it once, in that state ...
-        let feed = get(
-            &client,
-            format!(
-                "{}/applications/{token}/chats/1/messages?since=0",
-                stack.api(0)
-            ),
-        )
-        .await
-        .expect("feed");
-        let entries = feed.as_array().expect("array");
-        assert_eq!(entries.len(), 1, "{feed}");
-        assert_eq!(entries[0]["body"], body.as_str());
+        // ... the feed shows it once, in that state (once settled: see `domain::settled`) ...
+        let feed_url = format!(
+            "{}/applications/{token}/chats/1/messages?since=0",
+            stack.api(0)
+        );
+        let feed = eventually("the feed shows the edited message", || {
+            let (client, url) = (client.clone(), feed_url.clone());
+            async move {
+                let feed = get(&client, url).await?;
+                (feed.as_array()?.len() == 1).then_some(feed)
+            }
+        })
+        .await;
+        assert_eq!(feed[0]["body"], body.as_str(), "{feed}");
+        assert_eq!(feed[0]["revision"], revision, "{feed}");
         // ... and search finds the winner's word only.
         let loser = if ra > rb {
             format!("bravo{round}")
