@@ -467,3 +467,51 @@ async fn past_max_streams_a_stream_is_503_with_retry_after_and_shutdown_ends_str
         .expect("the server stopped in time")
         .expect("stop");
 }
+
+#[tokio::test]
+async fn idle_streams_send_keep_alives_sse_comments_and_websocket_pings() {
+    if embedded_only(
+        "streams::idle_streams_send_keep_alives_sse_comments_and_websocket_pings",
+        "sets STREAM_KEEPALIVE on the in-process server; the scaled processes use the same code",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let app = spawn_app_with(dir, |config| config.stream_keepalive = 1).await;
+    let token = app.create_application("quiet").await;
+    let chat = app.create_chat(&token).await;
+    // SSE: a comment line (":") arrives on an idle stream.
+    let mut response = app
+        .client
+        .get(app.url(&stream_path(&token, chat)))
+        .send()
+        .await
+        .expect("stream");
+    let mut seen = String::new();
+    while !seen.lines().any(|line| line.starts_with(':')) {
+        let chunk = timeout(WAIT, response.chunk())
+            .await
+            .expect("a keep-alive in time")
+            .expect("body")
+            .expect("not the end");
+        seen.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+    // WebSocket: a ping frame arrives on an idle socket (answered by the client library).
+    let url = app
+        .url(&stream_path(&token, chat))
+        .replacen("http://", "ws://", 1);
+    let (mut socket, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("connected in time")
+        .expect("handshake");
+    loop {
+        let frame = timeout(WAIT, socket.next())
+            .await
+            .expect("a ping in time")
+            .expect("open")
+            .expect("a frame");
+        if matches!(frame, tungstenite::Message::Ping(_)) {
+            break;
+        }
+    }
+}
