@@ -22,7 +22,7 @@ use crate::streams::Hub;
 const STREAM_BUFFER: usize = 64;
 /// How long a missing revision may still reach the store in the scaled shape: two changes made
 /// at once through two API processes reach the broker within milliseconds of each other.
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::store::{MysqlStore, SqliteStore, Store};
 
 use lock::DataLock;
