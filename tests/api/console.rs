@@ -43,6 +43,9 @@ struct Page {
     dir: PathBuf,
 }
 
+/// Browser sessions running at once, across the tests of this binary.
+static BROWSERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Runs `scenario` in a fresh headless Chromium, or says why not. The session and chromedriver
 /// end afterwards whatever happened; a failed scenario leaves a screenshot and its directory.
 async fn in_browser<F, Fut>(test: &str, scenario: F)
@@ -60,6 +63,12 @@ where
         );
         return;
     };
+    // Two browsers at a time: nine Chromium sessions starting at once on two cores made
+    // session creation fail now and then.
+    let _turn = BROWSERS
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
     let dir = tempfile::tempdir().expect("temporary directory");
     let (mut driver, client) = start_browser(&chromedriver, dir.path()).await;
     let page = Page {
@@ -117,16 +126,26 @@ async fn start_browser(chromedriver: &str, dir: &Path) -> (Child, Client) {
             ],
         }),
     );
-    let connected = ClientBuilder::rustls()
-        .expect("rustls with the native roots")
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await;
-    match connected {
-        Ok(client) => (driver, client),
-        Err(e) => {
-            let _ = chat_harness::kill9(&mut driver).await;
-            panic!("no browser session through {chromedriver} ({chromium}): {e}");
+    // chromedriver listens on loopback: plain HTTP, no TLS. A session that could not be
+    // created (a browser slow to start) is asked for again, twice at most.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let connected =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+        match connected {
+            Ok(client) => return (driver, client),
+            Err(e) if attempt < 3 => {
+                eprintln!("no browser session yet (attempt {attempt}): {e}; asking again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                let _ = chat_harness::kill9(&mut driver).await;
+                panic!("no browser session through {chromedriver} ({chromium}): {e}");
+            }
         }
     }
 }

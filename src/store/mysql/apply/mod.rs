@@ -40,7 +40,17 @@ type NewChats = HashMap<i64, (i64, DateTime<Utc>)>;
 /// per chats.id the highest one.
 struct Revisions {
     of_event: Vec<u64>,
+    /// Per chats.id: the highest revision assigned or carried so far (the next [`AT_APPLY`]
+    /// change takes one more).
     per_chat: HashMap<i64, u64>,
+    /// Per chats.id: what the chat's revision rises to. A carried revision counts only when its
+    /// change took effect (an edit of a message deleted meanwhile raises nothing).
+    raise: HashMap<i64, u64>,
+}
+
+fn raise(raise: &mut HashMap<i64, u64>, chat_id: i64, revision: u64) {
+    let entry = raise.entry(chat_id).or_insert(revision);
+    *entry = (*entry).max(revision);
 }
 /// What a committed batch removes from the id cache.
 #[derive(Default)]
@@ -114,6 +124,7 @@ async fn try_apply(
         grown: &mut grown,
         new_chats: &mut new_chats,
         forget: &mut forget,
+        raised: HashMap::new(),
     };
     write_changes(
         &mut tx,
@@ -124,9 +135,13 @@ async fn try_apply(
         &mut outcomes,
     )
     .await?;
+    let mut raised = revisions.raise.clone();
+    for (chat_id, revision) in std::mem::take(&mut changes.raised) {
+        raise(&mut raised, chat_id, revision);
+    }
     add_message_counts(&mut tx, grown).await?;
     add_chat_counts(&mut tx, &new_chats).await?;
-    raise_revisions(&mut tx, &revisions).await?;
+    raise_revisions(&mut tx, &raised).await?;
     tx.commit().await?;
     for (app_id, number) in &forget.chats {
         inner.ids.forget_chat(*app_id, *number);
@@ -358,6 +373,7 @@ async fn revisions(
     let mut revisions = Revisions {
         of_event: vec![0; batch.len()],
         per_chat: HashMap::new(),
+        raise: HashMap::new(),
     };
     // (chats.id, number) -> live, for the messages this batch created or deleted so far.
     let mut batch_state: HashMap<(i64, u64), bool> = HashMap::new();
@@ -408,6 +424,9 @@ async fn revisions(
         };
         revisions.of_event[index] = revision;
         revisions.per_chat.insert(*chat_id, current.max(revision));
+        if given == AT_APPLY || creates == Some(true) {
+            raise(&mut revisions.raise, *chat_id, revision);
+        }
     }
     Ok(revisions)
 }
@@ -417,6 +436,8 @@ struct Changes<'a> {
     grown: &'a mut messages::Grown,
     new_chats: &'a mut NewChats,
     forget: &'a mut Forget,
+    /// Revisions carried by edits and deletions that took effect.
+    raised: HashMap<i64, u64>,
 }
 
 /// Step 5 (step 4 is in `messages.rs`): edits and deletions, in order (after the creations
@@ -446,7 +467,7 @@ async fn write_changes(
                     outcomes[index] = Some(Applied::NotFound);
                     continue;
                 };
-                sqlx::query(
+                let updated = sqlx::query(
                     "UPDATE messages SET body = ?, updated_at = ?, revision = ? \
                      WHERE chat_id = ? AND number = ? AND deleted_at IS NULL AND revision < ?",
                 )
@@ -457,7 +478,11 @@ async fn write_changes(
                 .bind(*number as i64)
                 .bind(revision)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+                if updated == 1 {
+                    raise(&mut changes.raised, *chat_id, revision as u64);
+                }
                 let row: Option<MessageRow> = sqlx::query_as(
                     "SELECT number, body, created_at, updated_at, revision FROM messages \
                      WHERE chat_id = ? AND number = ? AND deleted_at IS NULL",
@@ -497,6 +522,7 @@ async fn write_changes(
                 .await?
                 .rows_affected();
                 outcomes[index] = Some(if deleted == 1 {
+                    raise(&mut changes.raised, *chat_id, revision as u64);
                     let entry = changes.grown.entry(*chat_id).or_insert((0, *at));
                     entry.0 -= 1;
                     entry.1 = entry.1.max(*at);
@@ -545,9 +571,9 @@ async fn write_changes(
 /// Step 8: each chat's revision rises to the highest its changes took.
 async fn raise_revisions(
     tx: &mut MySqlConnection,
-    revisions: &Revisions,
+    raised: &HashMap<i64, u64>,
 ) -> Result<(), BackendError> {
-    for (chat_id, revision) in &revisions.per_chat {
+    for (chat_id, revision) in raised {
         sqlx::query("UPDATE chats SET revision = GREATEST(revision, ?) WHERE id = ?")
             .bind(*revision as i64)
             .bind(chat_id)
