@@ -20,9 +20,6 @@ use crate::streams::Hub;
 /// Changes a stream's client may be behind by before it waits, then is disconnected
 /// (`streams::follow::SLOW`).
 const STREAM_BUFFER: usize = 64;
-/// How long a missing revision may still reach the store in the scaled shape: two changes made
-/// at once through two API processes reach the broker within milliseconds of each other.
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::store::{MysqlStore, SqliteStore, Store};
 
 use lock::DataLock;
@@ -127,8 +124,6 @@ impl App {
             streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
             stream_buffer: STREAM_BUFFER,
             stream_keepalive: std::time::Duration::from_secs(config.stream_keepalive.max(1)),
-            // Scaled: revisions are drawn before the events are published (`domain::settled`).
-            settle: config.kafka().map(|_| SETTLE),
         };
         Ok(Self {
             service: Arc::new(service),
@@ -146,7 +141,11 @@ pub async fn redis_sequencer(
     store: Arc<dyn Store>,
     backlog: Arc<dyn Backlog>,
 ) -> anyhow::Result<RedisSequencer> {
-    RedisSequencer::connect(url, &config.namespace, store, backlog, DELIVERY_GRACE).await
+    let sequencer =
+        RedisSequencer::connect(url, &config.namespace, store, backlog, DELIVERY_GRACE).await?;
+    // Revisions come from Redis only when the workers apply the changes (Kafka); the
+    // in-process writer assigns them itself, in commit order.
+    Ok(sequencer.drawing_revisions(config.kafka().is_some()))
 }
 
 /// Elasticsearch, when configured.

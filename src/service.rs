@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::domain::event::{
     ApplicationCreated, ApplicationDeleted, ApplicationRenamed, ChatCreated, ChatDeleted,
-    MessageCreated, MessageDeleted, MessageEdited,
+    MessageCreated, MessageDeleted, MessageEdited, AT_APPLY,
 };
 use crate::domain::{
     self, Application, Body, Change, Chat, Message, Name, Page, SearchTerms, Token,
@@ -36,9 +36,6 @@ pub struct Service {
     pub stream_buffer: usize,
     /// How often an idle stream sends a keep-alive.
     pub stream_keepalive: std::time::Duration,
-    /// How long a missing revision may still arrive (`domain::settled`): `None` where the
-    /// store assigns revisions in commit order (the group-commit writer).
-    pub settle: Option<std::time::Duration>,
 }
 
 /// A live stream: its items, and its place among the process's streams (released with it).
@@ -150,10 +147,15 @@ impl Service {
             at: domain::now(),
             revision: drawn.revision,
         };
-        self.sink
-            .create_message(event)
-            .await?
-            .ok_or_else(chat_not_found)
+        let created = self.sink.create_message(event).await;
+        self.unless_published(
+            token,
+            chat,
+            drawn.revision,
+            created.as_ref().map(Option::is_some),
+        )
+        .await;
+        created?.ok_or_else(chat_not_found)
     }
 
     pub async fn messages(
@@ -200,10 +202,24 @@ impl Service {
             at: domain::now(),
             revision,
         };
-        self.sink
-            .edit_message(event)
-            .await?
-            .ok_or_else(message_not_found)
+        let edited = self.sink.edit_message(event).await;
+        self.unless_published(token, chat, revision, edited.as_ref().map(Option::is_some))
+            .await;
+        edited?.ok_or_else(message_not_found)
+    }
+
+    /// A revision drawn for a change that was not published (refused, or nothing to change)
+    /// is no longer in flight: readers of the chat must not wait for it.
+    async fn unless_published<E>(
+        &self,
+        token: &Token,
+        chat: u64,
+        revision: u64,
+        published: Result<bool, E>,
+    ) {
+        if revision != AT_APPLY && !matches!(published, Ok(true)) {
+            self.sequencer.abandon(token, chat, revision).await;
+        }
     }
 
     /// The changes feed: up to `limit` changes after revision `since`.
@@ -214,12 +230,14 @@ impl Service {
         since: u64,
         limit: u32,
     ) -> Result<Vec<Change>, ApiError> {
+        // In flight first, the store second: a revision off the in-flight set is stored.
+        let in_flight = self.sequencer.in_flight(token, chat).await?;
         let changes = self
             .store
             .changes(token, chat, since, limit)
             .await?
             .ok_or_else(chat_not_found)?;
-        Ok(domain::settled(changes, since, domain::now(), self.settle).0)
+        Ok(domain::settled(changes, in_flight).0)
     }
 
     pub async fn delete_message(
@@ -240,7 +258,10 @@ impl Service {
             at: domain::now(),
             revision,
         };
-        if self.sink.delete_message(event).await? {
+        let deleted = self.sink.delete_message(event).await;
+        self.unless_published(token, chat, revision, deleted.as_ref().map(|d| *d))
+            .await;
+        if deleted? {
             Ok(())
         } else {
             Err(message_not_found())
@@ -313,7 +334,7 @@ impl Service {
                 since,
             },
             self.stream_buffer,
-            self.settle,
+            self.sequencer.clone(),
         );
         Ok(Stream { items, permit })
     }

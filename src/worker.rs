@@ -25,7 +25,7 @@ use crate::error::BackendError;
 use crate::events::kafka::{client_config, Topics};
 use crate::search::{IndexOp, Indexer};
 use crate::store::Store;
-use crate::streams::{signals, Publisher};
+use crate::streams::Publisher;
 
 /// Most events one worker step takes from the topic (one transaction, or one bulk request).
 pub const WORKER_MAX_EVENTS: usize = 2000;
@@ -179,7 +179,7 @@ impl Role {
                     // Published after the commit, so a subscriber never sees a change the store
                     // could still lose; a lost publication is caught by the relays' audit.
                     Ok(outcomes) => {
-                        publisher.publish(signals(events, &outcomes)).await;
+                        publisher.publish(events, &outcomes).await;
                         Ok(())
                     }
                     Err(err) => Err(err),

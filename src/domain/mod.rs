@@ -278,32 +278,23 @@ impl Change {
     }
 }
 
-/// The changes of a feed page (in revision order, after `since`) that are settled: where
-/// revisions are drawn before the changes reach the store (the scaled shape), two changes made
-/// at once through two processes can be stored in the opposite order of their revisions, so a
-/// missing revision followed by a change younger than `settle` may still arrive: the page stops
-/// before it (and says so) rather than let a reader step over it. A missing revision followed by
-/// an older change is for good (an older revision of a message changed since, or a revision
-/// drawn for a write that failed). `settle: None` (revisions assigned in commit order): all.
-pub fn settled(
-    mut changes: Vec<Change>,
-    since: u64,
-    now: DateTime<Utc>,
-    settle: Option<std::time::Duration>,
-) -> (Vec<Change>, bool) {
-    let Some(settle) = settle else {
+/// The changes of a feed page (in revision order) that a reader may take: those below
+/// `in_flight`, the lowest revision drawn for a change that has not reached the store yet
+/// (`None`: nothing in flight). Where revisions are drawn before the changes are published (the
+/// scaled shape), two changes made at once through two API processes can be stored in the
+/// opposite order of their revisions: a reader that took the higher one would step over the
+/// lower one for good. Returns the page and whether it was cut.
+pub fn settled(mut changes: Vec<Change>, in_flight: Option<u64>) -> (Vec<Change>, bool) {
+    let Some(in_flight) = in_flight else {
         return (changes, false);
     };
-    let young = now - chrono::Duration::from_std(settle).unwrap_or_default();
-    let mut expected = since + 1;
-    for (index, change) in changes.iter().enumerate() {
-        if change.revision() > expected && change.at() > young {
-            changes.truncate(index);
-            return (changes, true);
+    match changes.iter().position(|c| c.revision() >= in_flight) {
+        Some(cut) => {
+            changes.truncate(cut);
+            (changes, true)
         }
-        expected = change.revision() + 1;
+        None => (changes, false),
     }
-    (changes, false)
 }
 
 /// Where a page of a list starts and how long it is.
@@ -448,35 +439,20 @@ mod tests {
     }
 
     #[test]
-    fn a_feed_page_stops_before_a_young_missing_revision_only() {
-        let now = now();
-        let old = now - chrono::Duration::seconds(10);
+    fn a_feed_page_stops_below_the_lowest_revision_in_flight() {
+        let at = now();
         let change =
-            |revision, at| Change::Message(Message::new(1, revision, "b".into(), revision, at, at));
-        let settle = Some(std::time::Duration::from_secs(2));
+            |revision| Change::Message(Message::new(1, revision, "b".into(), revision, at, at));
         let revisions =
             |changes: &[Change]| changes.iter().map(Change::revision).collect::<Vec<_>>();
-        // 3 missing, 4 is young: 3 may still arrive; the page stops before 4.
-        let (page, cut) = settled(
-            vec![change(1, now), change(2, now), change(4, now)],
-            0,
-            now,
-            settle,
-        );
+        // 3 is in flight: 4 is stored already, but a reader must not step over 3.
+        let (page, cut) = settled(vec![change(1), change(2), change(4)], Some(3));
         assert_eq!((revisions(&page), cut), (vec![1, 2], true));
-        // 3 missing but 4 is old: 3 is gone for good (an overwritten or failed revision).
-        let (page, cut) = settled(
-            vec![change(2, now), change(4, old), change(5, now)],
-            1,
-            now,
-            settle,
-        );
+        // Nothing in flight below the page: all of it.
+        let (page, cut) = settled(vec![change(2), change(4), change(5)], Some(9));
         assert_eq!((revisions(&page), cut), (vec![2, 4, 5], false));
-        // The first change after `since` counts too.
-        let (page, cut) = settled(vec![change(7, now)], 5, now, settle);
-        assert_eq!((revisions(&page), cut), (vec![], true));
-        // Without settling (revisions assigned in commit order) everything passes.
-        let (page, cut) = settled(vec![change(7, now)], 5, now, None);
+        // Revisions assigned in commit order: nothing is ever in flight.
+        let (page, cut) = settled(vec![change(7)], None);
         assert_eq!((revisions(&page), cut), (vec![7], false));
     }
 

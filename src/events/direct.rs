@@ -15,7 +15,7 @@ use crate::domain::event::{Applied, Event};
 use crate::error::BackendError;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::streams::{signals, Publisher};
+use crate::streams::Publisher;
 
 /// Most events in one transaction: bounds the time a batch holds the write lock.
 pub const WRITER_MAX_BATCH: usize = 2048;
@@ -93,7 +93,7 @@ async fn run_writer(
             match store.apply(&events).await {
                 Ok(outcomes) => {
                     debug_assert_eq!(outcomes.len(), replies.len());
-                    publisher.publish(signals(&events, &outcomes)).await;
+                    publisher.publish(&events, &outcomes).await;
                     for (reply, outcome) in replies.drain(..).zip(outcomes) {
                         let _ = reply.send(Ok(outcome));
                     }

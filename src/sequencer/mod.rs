@@ -8,7 +8,7 @@
 mod memory;
 mod redis;
 
-pub use self::redis::RedisSequencer;
+pub use self::redis::{in_flight_keys, RedisSequencer};
 pub use memory::MemorySequencer;
 
 use async_trait::async_trait;
@@ -39,6 +39,18 @@ pub trait Sequencer: Send + Sync {
     async fn next_revision(&self, _token: &Token, _chat: u64) -> Result<Option<u64>, BackendError> {
         Ok(Some(AT_APPLY))
     }
+
+    /// The lowest revision of the chat drawn for a change that has not reached the store yet, if
+    /// any. Readers of the changes feed stop below it: where revisions are drawn before the
+    /// changes are published (Redis), two changes made at once through two API processes can
+    /// be stored in the opposite order of their revisions. `None` by default: the store assigns
+    /// revisions in commit order.
+    async fn in_flight(&self, _token: &Token, _chat: u64) -> Result<Option<u64>, BackendError> {
+        Ok(None)
+    }
+
+    /// A drawn revision whose change will never be published (the broker refused it).
+    async fn abandon(&self, _token: &Token, _chat: u64, _revision: u64) {}
 
     /// Called once a chat's deletion is durable: no number or revision is drawn for it again.
     async fn chat_deleted(&self, _token: &Token, _chat: u64) -> Result<(), BackendError> {

@@ -16,6 +16,7 @@ use redis::Script;
 use tokio::sync::Mutex;
 
 use super::{Backlog, Drawn, Sequencer};
+use crate::domain::event::AT_APPLY;
 use crate::domain::Token;
 use crate::error::BackendError;
 use crate::redis_conn::HealingRedis;
@@ -35,21 +36,67 @@ redis.call('SET', ARGV[1] .. n, 0, 'NX')
 redis.call('SET', ARGV[2] .. n, 0, 'NX')
 return n";
 
-/// KEYS: generation, chat, revision. The message number and the revision of its creation. A
-/// chat without a revision counter (registered before revisions existed) counts as a reset:
-/// the recovery derives every counter again.
+/// KEYS: generation, chat. A message number alone (revisions assigned by the store).
+const NEXT_NUMBER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+return redis.call('INCR', KEYS[2])";
+
+/// KEYS: generation, chat, revision, in flight (by revision), in flight (by time). The message
+/// number and the revision of its creation; the revision is noted in flight until a worker
+/// stored it. A chat without a revision counter (registered before revisions existed) counts
+/// as a reset: the recovery derives every counter again.
 const NEXT_MESSAGE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-2, 0} end
 if redis.call('EXISTS', KEYS[2]) == 0 then return {-1, 0} end
 if redis.call('EXISTS', KEYS[3]) == 0 then return {-2, 0} end
-return {redis.call('INCR', KEYS[2]), redis.call('INCR', KEYS[3])}";
+local n = redis.call('INCR', KEYS[2])
+local r = redis.call('INCR', KEYS[3])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[4], r, r)
+redis.call('ZADD', KEYS[5], t[1] * 1000 + math.floor(t[2] / 1000), r)
+return {n, r}";
 
-/// KEYS: generation, chat, revision. The revision of an edit or a deletion.
+/// KEYS as [`NEXT_MESSAGE`]. The revision of an edit or a deletion, noted in flight.
 const NEXT_REVISION: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 if redis.call('EXISTS', KEYS[3]) == 0 then return -2 end
-return redis.call('INCR', KEYS[3])";
+local r = redis.call('INCR', KEYS[3])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[4], r, r)
+redis.call('ZADD', KEYS[5], t[1] * 1000 + math.floor(t[2] / 1000), r)
+return r";
+
+/// KEYS: in flight (by revision), in flight (by time). ARGV: how long (ms) a drawn revision
+/// may stay unstored before it counts as abandoned (its API process died before publishing).
+/// The lowest revision in flight, or -1.
+const IN_FLIGHT: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[1]))
+for _, r in ipairs(stale) do
+  redis.call('ZREM', KEYS[1], r)
+  redis.call('ZREM', KEYS[2], r)
+end
+local low = redis.call('ZRANGE', KEYS[1], 0, 0)
+if #low == 0 then return -1 end
+return tonumber(low[1])";
+
+/// How long a drawn revision may stay in flight: the producer's delivery timeout (5 s) and a
+/// worker's batch, with a margin. Past it, its API process is taken to have died between
+/// drawing it and publishing the change (readers of that chat wait that long at most); a change
+/// that reaches the store later than this after a race is the one case a reader can step over.
+const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(10);
+
+/// The keys of a chat's in-flight revisions (by revision, by time of drawing): the sequencer
+/// adds to them, the workers take off what they stored (`streams::redis`).
+pub fn in_flight_keys(namespace: &str, token: &str, chat: u64) -> (String, String) {
+    (
+        format!("{namespace}inflight:{token}:{chat}"),
+        format!("{namespace}inflight-at:{token}:{chat}"),
+    )
+}
 
 /// KEYS: generation, app. ARGV: last chat number. Registers an application.
 const REGISTER: &str = r"
@@ -63,9 +110,13 @@ pub struct RedisSequencer {
     store: Arc<dyn Store>,
     recovery: Arc<Recovery>,
     next_chat: Script,
+    next_number: Script,
     next_message: Script,
     next_revision: Script,
+    in_flight: Script,
     register: Script,
+    /// Whether revisions are drawn here (the scaled shape) or by the store (`AT_APPLY`).
+    revisions: bool,
 }
 
 #[derive(Clone)]
@@ -94,6 +145,9 @@ impl Keys {
     }
     fn revision(&self, token: &str, chat: u64) -> String {
         format!("{}{chat}", self.revision_prefix(token))
+    }
+    fn in_flight(&self, token: &str, chat: u64) -> (String, String) {
+        in_flight_keys(&self.namespace, token, chat)
     }
 }
 
@@ -127,9 +181,12 @@ impl RedisSequencer {
             store,
             recovery,
             next_chat: Script::new(NEXT_CHAT),
+            next_number: Script::new(NEXT_NUMBER),
             next_message: Script::new(NEXT_MESSAGE),
             next_revision: Script::new(NEXT_REVISION),
+            in_flight: Script::new(IN_FLIGHT),
             register: Script::new(REGISTER),
+            revisions: true,
         };
         // A Redis that lost its counters while no process was running: recover before the
         // first creation has to ask.
@@ -137,6 +194,33 @@ impl RedisSequencer {
             sequencer.recovery.clone().start();
         }
         Ok(sequencer)
+    }
+
+    /// Whether this sequencer draws revisions (with the Kafka sink) or leaves them to the
+    /// store's writer (`AT_APPLY`, with the in-process writer).
+    pub fn drawing_revisions(mut self, revisions: bool) -> Self {
+        self.revisions = revisions;
+        self
+    }
+
+    /// A message number alone; revisions are assigned by the store.
+    async fn next_number(&self, token: &Token, chat: u64) -> Result<Option<Drawn>, BackendError> {
+        let mut redis = self.redis.clone();
+        let answer: i64 = self
+            .next_number
+            .key(self.keys.generation())
+            .key(self.keys.chat(token.as_str(), chat))
+            .invoke_async(&mut redis)
+            .await
+            .map_err(unavailable)?;
+        match answer {
+            RESET => Err(self.reset_detected()),
+            UNKNOWN => Ok(None),
+            number => Ok(Some(Drawn {
+                number: number as u64,
+                revision: AT_APPLY,
+            })),
+        }
     }
 
     /// Makes sure Redis holds every counter, recovering them now if it does not (run by
@@ -220,12 +304,18 @@ impl Sequencer for RedisSequencer {
     }
 
     async fn next_message(&self, token: &Token, chat: u64) -> Result<Option<Drawn>, BackendError> {
+        if !self.revisions {
+            return self.next_number(token, chat).await;
+        }
         let mut redis = self.redis.clone();
+        let (in_flight, in_flight_at) = self.keys.in_flight(token.as_str(), chat);
         let (number, revision): (i64, i64) = self
             .next_message
             .key(self.keys.generation())
             .key(self.keys.chat(token.as_str(), chat))
             .key(self.keys.revision(token.as_str(), chat))
+            .key(in_flight)
+            .key(in_flight_at)
             .invoke_async(&mut redis)
             .await
             .map_err(unavailable)?;
@@ -242,12 +332,18 @@ impl Sequencer for RedisSequencer {
     /// Drawn here, before the event is published, so that the answer carries it and every
     /// consumer (store, search index, streams) keeps the change with the higher revision.
     async fn next_revision(&self, token: &Token, chat: u64) -> Result<Option<u64>, BackendError> {
+        if !self.revisions {
+            return Ok(Some(AT_APPLY));
+        }
         let mut redis = self.redis.clone();
+        let (in_flight, in_flight_at) = self.keys.in_flight(token.as_str(), chat);
         let answer: i64 = self
             .next_revision
             .key(self.keys.generation())
             .key(self.keys.chat(token.as_str(), chat))
             .key(self.keys.revision(token.as_str(), chat))
+            .key(in_flight)
+            .key(in_flight_at)
             .invoke_async(&mut redis)
             .await
             .map_err(unavailable)?;
@@ -258,9 +354,49 @@ impl Sequencer for RedisSequencer {
         }
     }
 
+    async fn in_flight(&self, token: &Token, chat: u64) -> Result<Option<u64>, BackendError> {
+        if !self.revisions {
+            return Ok(None);
+        }
+        let mut redis = self.redis.clone();
+        let (in_flight, in_flight_at) = self.keys.in_flight(token.as_str(), chat);
+        let lowest: i64 = self
+            .in_flight
+            .key(in_flight)
+            .key(in_flight_at)
+            .arg(IN_FLIGHT_LIMIT.as_millis() as u64)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::try_from(lowest).ok())
+    }
+
+    async fn abandon(&self, token: &Token, chat: u64, revision: u64) {
+        let mut redis = self.redis.clone();
+        let (in_flight, in_flight_at) = self.keys.in_flight(token.as_str(), chat);
+        let done = redis::pipe()
+            .cmd("ZREM")
+            .arg(in_flight)
+            .arg(revision)
+            .ignore()
+            .cmd("ZREM")
+            .arg(in_flight_at)
+            .arg(revision)
+            .ignore()
+            .query_async::<()>(&mut redis)
+            .await;
+        if let Err(err) = done {
+            // It ages out after IN_FLIGHT_LIMIT; readers wait that long at most.
+            tracing::warn!(error = %err, "could not abandon a drawn revision");
+        }
+    }
+
     async fn chat_deleted(&self, token: &Token, chat: u64) -> Result<(), BackendError> {
         let mut redis = self.redis.clone();
+        let (in_flight, in_flight_at) = self.keys.in_flight(token.as_str(), chat);
         redis::cmd("DEL")
+            .arg(in_flight)
+            .arg(in_flight_at)
             .arg(self.keys.chat(token.as_str(), chat))
             .arg(self.keys.revision(token.as_str(), chat))
             .query_async::<()>(&mut redis)
@@ -271,9 +407,12 @@ impl Sequencer for RedisSequencer {
     async fn application_deleted(&self, token: &Token) -> Result<(), BackendError> {
         let mut redis = self.redis.clone();
         let mut doomed = vec![self.keys.app(token.as_str())];
+        let (in_flight, in_flight_at) = self.keys.in_flight(token.as_str(), 0);
         for prefix in [
             self.keys.chat_prefix(token.as_str()),
             self.keys.revision_prefix(token.as_str()),
+            in_flight.trim_end_matches('0').to_owned(),
+            in_flight_at.trim_end_matches('0').to_owned(),
         ] {
             // Tokens are URL-safe base64: no glob character can occur in the pattern.
             let mut cursor: u64 = 0;

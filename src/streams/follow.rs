@@ -9,9 +9,10 @@
 //! client whose bounded buffer stays full for [`SLOW`]: it reconnects with its last id and
 //! loses nothing.
 //!
-//! Where revisions are drawn before the changes reach the store (scaled), a missing revision
-//! may still be on its way: the store's changes are only sent up to it until it arrives or is
-//! old enough to be gone for good (`domain::settled`), and the follower looks again meanwhile.
+//! Where revisions are drawn before the changes reach the store (scaled), a lower revision may
+//! still be on its way when a higher one is stored: the store's changes are only sent below the
+//! lowest revision in flight (`Sequencer::in_flight`, `domain::settled`), and the follower
+//! looks again shortly.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,12 +22,15 @@ use tokio::sync::mpsc;
 
 use super::{Hub, Signal};
 use crate::domain::Token;
+use crate::sequencer::Sequencer;
 use crate::store::Store;
 
 /// Changes read from the store per catch-up query.
 const PAGE: u32 = 1000;
 /// How long a client's full buffer is waited on before it is disconnected.
 pub const SLOW: Duration = Duration::from_secs(5);
+/// How soon a stream whose catch-up stopped below a revision in flight looks again.
+const RECHECK: Duration = Duration::from_millis(100);
 /// Two lags within this long end the stream.
 const LAG_WINDOW: Duration = Duration::from_secs(10);
 
@@ -45,7 +49,7 @@ pub fn follow(
     hub: Arc<Hub>,
     start: Position,
     buffer: usize,
-    settle: Option<Duration>,
+    sequencer: Arc<dyn Sequencer>,
 ) -> mpsc::Receiver<Item> {
     let (out, items) = mpsc::channel(buffer.max(1));
     let subscription = hub.subscribe(&start.token, start.chat);
@@ -55,7 +59,7 @@ pub fn follow(
         chat: start.chat,
         last: start.since,
         out,
-        settle,
+        sequencer,
         unsettled: None,
     };
     let closing = hub.closing();
@@ -77,8 +81,8 @@ struct Follower {
     /// The last revision sent (or the start position).
     last: u64,
     out: mpsc::Sender<Item>,
-    /// See `domain::settled`.
-    settle: Option<Duration>,
+    /// What tells which revisions are still on their way to the store (`domain::settled`).
+    sequencer: Arc<dyn Sequencer>,
     /// When the store's changes stopped before a revision that may still arrive: look again
     /// then.
     unsettled: Option<tokio::time::Instant>,
@@ -138,6 +142,14 @@ impl Follower {
     /// gone, the store failed, or the client is gone or too slow).
     async fn catch_up(&mut self) -> bool {
         loop {
+            // In flight first, the store second: a revision off the in-flight set is stored.
+            let in_flight = match self.sequencer.in_flight(&self.token, self.chat).await {
+                Ok(in_flight) => in_flight,
+                Err(err) => {
+                    tracing::warn!(error = %err, "a stream could not learn what is in flight; it ends");
+                    return false;
+                }
+            };
             let page = match self
                 .store
                 .changes(&self.token, self.chat, self.last, PAGE)
@@ -154,10 +166,8 @@ impl Follower {
                 }
             };
             let full = page.len() == PAGE as usize;
-            let (page, cut) =
-                crate::domain::settled(page, self.last, crate::domain::now(), self.settle);
-            self.unsettled =
-                cut.then(|| tokio::time::Instant::now() + self.settle.unwrap_or_default() / 4);
+            let (page, cut) = crate::domain::settled(page, in_flight);
+            self.unsettled = cut.then(|| tokio::time::Instant::now() + RECHECK);
             for change in page {
                 let Signal::Change { revision, json } = Signal::change(&change) else {
                     continue;

@@ -78,10 +78,25 @@ pub fn signals(events: &[Event], outcomes: &[Applied]) -> Vec<(Token, Option<u64
     out
 }
 
-/// Where the write path reports committed changes.
+/// Where the write path reports a committed batch: its events and what each produced.
 #[async_trait]
 pub trait Publisher: Send + Sync {
-    async fn publish(&self, signals: Vec<(Token, Option<u64>, Signal)>);
+    async fn publish(&self, events: &[Event], outcomes: &[Applied]);
+}
+
+/// The revisions carried by a batch's events, (token, chat, revision): what has now reached
+/// the store, taken effect or not (see `sequencer::Sequencer::in_flight`).
+pub fn carried_revisions(events: &[Event]) -> Vec<(Token, u64, u64)> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::MessageCreated(e) => Some((e.token.clone(), e.chat, e.revision)),
+            Event::MessageEdited(e) => Some((e.token.clone(), e.chat, e.revision)),
+            Event::MessageDeleted(e) => Some((e.token.clone(), e.chat, e.revision)),
+            _ => None,
+        })
+        .filter(|(_, _, revision)| *revision != event::AT_APPLY)
+        .collect()
 }
 
 /// The fan-out of one process.
@@ -172,8 +187,8 @@ impl Hub {
 
 #[async_trait]
 impl Publisher for Hub {
-    async fn publish(&self, signals: Vec<(Token, Option<u64>, Signal)>) {
-        for (token, chat, signal) in signals {
+    async fn publish(&self, events: &[Event], outcomes: &[Applied]) {
+        for (token, chat, signal) in signals(events, outcomes) {
             self.send(&token, chat, signal);
         }
     }

@@ -7,7 +7,8 @@
 //! and pub/sub adds no state to it. What it does not do is keep anything: a message published
 //! while an API process is disconnected is lost to it. The store stays the source of truth:
 //! - [`RedisPublisher`] (workers): after each committed batch, one `PUBLISH` per change on
-//!   `NAMESPACEstream:{token}:{chat}` (chat 0: every chat of the application), pipelined.
+//!   `NAMESPACEstream:{token}:{chat}` (chat 0: every chat of the application), pipelined, and
+//!   the batch's revisions taken off the chats' in-flight sets (`sequencer::redis`).
 //! - [`relay`] (API processes): one connection `PSUBSCRIBE`s `NAMESPACEstream:*` and hands each
 //!   change to the process's [`Hub`]. When that connection drops (or Redis restarts) every
 //!   stream of the process is told to catch up from the store ([`Signal::Resync`]); and every
@@ -22,9 +23,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use super::{Hub, Publisher, Signal};
+use super::{carried_revisions, signals, Hub, Publisher, Signal};
+use crate::domain::event::{Applied, Event};
 use crate::domain::Token;
 use crate::redis_conn::HealingRedis;
+use crate::sequencer::in_flight_keys;
 use crate::store::Store;
 
 /// How often the relay checks the watched chats' revisions against the store.
@@ -80,9 +83,15 @@ impl RedisPublisher {
 
 #[async_trait]
 impl Publisher for RedisPublisher {
-    async fn publish(&self, signals: Vec<(Token, Option<u64>, Signal)>) {
+    async fn publish(&self, events: &[Event], outcomes: &[Applied]) {
         let mut pipe = redis::pipe();
-        for (token, chat, signal) in &signals {
+        // These revisions are stored now (in effect or not): no reader waits for them any more.
+        for (token, chat, revision) in carried_revisions(events) {
+            let keys = in_flight_keys(&self.namespace, token.as_str(), chat);
+            pipe.cmd("ZREM").arg(&keys.0).arg(revision).ignore();
+            pipe.cmd("ZREM").arg(&keys.1).arg(revision).ignore();
+        }
+        for (token, chat, signal) in &signals(events, outcomes) {
             if let Some(payload) = payload(signal) {
                 let channel = channel(&self.namespace, token.as_str(), chat.unwrap_or(0));
                 pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();

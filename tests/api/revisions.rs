@@ -62,11 +62,6 @@ fn param(path: &str, name: &str) -> Option<String> {
 
 /// A GET that must answer 200 with a list: its items and the path of its `rel="next"` link.
 async fn page(app: &TestApp, path: &str) -> (Vec<Value>, Option<String>) {
-    if path.contains("since=") && crate::helpers::scaled() {
-        // The scaled feed holds back changes younger than its settle window (1 s) that follow
-        // a missing revision (`domain::settled`); these tests read right after writing.
-        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    }
     let response = app.get(path).await;
     assert_eq!(response.status(), StatusCode::OK, "GET {path}");
     let next = response.headers().get("link").map(|link| {

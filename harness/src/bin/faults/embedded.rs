@@ -11,10 +11,11 @@ use anyhow::Context;
 use chat_harness::{ChatSystem, Server};
 use rand::rngs::StdRng;
 
-use crate::check;
 use crate::load::{probe, Running, Target};
 use crate::report::{FaultLog, ShapeReport};
+use crate::subscribers::Subscribers;
 use crate::Options;
+use crate::{check, streams};
 
 pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeReport> {
     let started = Instant::now();
@@ -27,6 +28,7 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
     let mut api = system.serve(&serve, "api.log").await?;
     let target = Target::create(vec![api.url()], options.chats).await?;
     let load = Running::start(target, options.writers, options.seed);
+    let subscribers = Subscribers::start(&load.target, options.subscribers);
     let mut faults = FaultLog::default();
     for fault in 0..options.faults {
         tokio::time::sleep(options.pause(rng)).await;
@@ -47,6 +49,7 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
     // A little load after the last fault, so its aftermath is under load too.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let finished = load.finish().await;
+    let streams = streams::check(&finished.target, subscribers, &finished.taken).await?;
     let sync_args = ["sync-counts", "--data-dir", data.as_str()];
     let sync = system.run(&sync_args, "sync-counts.log");
     let findings = check::check(&finished.target, &finished.taken, sync).await?;
@@ -62,6 +65,7 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
         findings,
     );
     report.expected_refusals = finished.taken.expected;
+    report.streams = streams;
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -6,7 +6,10 @@
 //! against what is stored: nothing lost (edits by the rule of `edits.rs`), no acknowledged
 //! deletion undone (`deletions.rs`), nothing duplicated, numbers in acknowledgement order, the
 //! changes feed in revision order and agreeing with the lists (`feed.rs`), counts equal to the
-//! live rows after `sync-counts`. A process that died by itself, or a writer task that
+//! live rows after `sync-counts`. Stream subscribers (`subscribers.rs`) follow some of the chats
+//! over Server-Sent Events through every fault, reconnecting with `Last-Event-ID` as a client
+//! would; each must have received every acknowledged change of its chat once, in order, and end
+//! with the store's state (`streams.rs`). A process that died by itself, or a writer task that
 //! panicked, fails the run too.
 //!
 //! Everything it starts is its own: a temporary data directory (embedded), or a private
@@ -30,6 +33,9 @@ mod load;
 mod report;
 mod requests;
 mod scaled;
+mod sse;
+mod streams;
+mod subscribers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +70,10 @@ struct Cli {
     /// Chats the writers share (writer w writes to chat w % chats).
     #[arg(long, default_value_t = 4)]
     chats: usize,
+    /// Stream subscribers (SSE), spread over the writers' chats in turn (the default, 8, is two
+    /// per chat for the default 4 chats); 0: none.
+    #[arg(long, default_value_t = 8)]
+    subscribers: usize,
     /// Longest pause under load before a fault, in milliseconds (the pause is drawn from
     /// [max/4, max]).
     #[arg(long, default_value_t = 3000)]
@@ -92,6 +102,7 @@ pub struct Options {
     pub faults: usize,
     pub writers: usize,
     pub chats: usize,
+    pub subscribers: usize,
     pub seed: u64,
     pub bound: Duration,
     pub kinds: Vec<String>,
@@ -123,6 +134,7 @@ async fn main() -> ExitCode {
         faults: cli.faults,
         writers: cli.writers.max(1),
         chats: cli.chats.max(1),
+        subscribers: cli.subscribers,
         seed: cli.seed,
         bound: Duration::from_secs(cli.recovery_bound),
         kinds: cli.kinds.clone(),
@@ -155,8 +167,8 @@ async fn main() -> ExitCode {
             "scaled"
         };
         eprintln!(
-            "{name}: {} faults, {} writers, seed {}",
-            options.faults, options.writers, options.seed
+            "{name}: {} faults, {} writers, {} stream subscribers, seed {}",
+            options.faults, options.writers, options.subscribers, options.seed
         );
         let result = match shape {
             Shape::Embedded => embedded::run(&options, &mut rng).await,
@@ -166,6 +178,9 @@ async fn main() -> ExitCode {
             Ok(report) => {
                 for example in &report.findings.examples {
                     eprintln!("  finding: {example}");
+                }
+                for example in &report.streams.examples {
+                    eprintln!("  stream finding: {example}");
                 }
                 for exit in &report.faults.unexpected_exits {
                     eprintln!("  unexpected: {exit}");

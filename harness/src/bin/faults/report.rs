@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::check::Findings;
+use crate::streams::StreamFindings;
 
 /// The faults of one shape as they were injected, and how long the service took to answer
 /// again after each.
@@ -77,6 +78,8 @@ pub struct ShapeReport {
     /// claims, so the run fails.
     pub writer_failures: Vec<String>,
     pub findings: Findings,
+    /// What the stream subscribers received, held against the store and the ledger.
+    pub streams: StreamFindings,
 }
 
 impl ShapeReport {
@@ -107,13 +110,14 @@ impl ShapeReport {
             expected_refusals: BTreeMap::new(),
             writer_failures,
             findings,
+            streams: StreamFindings::default(),
         }
     }
 
     /// Nothing lost (messages, edits, chats, applications), no acknowledged deletion undone,
     /// nothing duplicated, in order, the changes feed consistent with itself and the other
     /// views, counts right, every fault recovered, no process died without being killed, no
-    /// writer panicked.
+    /// writer panicked, every stream subscriber got every change once and in order.
     pub fn passed(&self) -> bool {
         let f = &self.findings;
         f.lost == 0
@@ -128,6 +132,7 @@ impl ShapeReport {
             && self.faults.unrecovered() == 0
             && self.faults.unexpected_exits.is_empty()
             && self.writer_failures.is_empty()
+            && self.streams.passed()
     }
 }
 
@@ -141,8 +146,8 @@ fn ms(value: Option<u64>) -> String {
 /// The summary table, one row per shape.
 pub fn table(reports: &[ShapeReport]) -> String {
     let mut out = String::from(
-        "| shape | faults (by kind) | acknowledged | lost | edits / chats / applications acknowledged (lost) | deletes acknowledged / unknown (undone) | feed entries (violations / view mismatches) | duplicated | order violations | count mismatches (before / after sync-counts) | recovery min / median / max | unrecovered | unexpected exits / writer failures | verdict |\n\
-         | --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- | --- |\n",
+        "| shape | faults (by kind) | acknowledged | lost | edits / chats / applications acknowledged (lost) | deletes acknowledged / unknown (undone) | feed entries (violations / view mismatches) | duplicated | order violations | count mismatches (before / after sync-counts) | stream subscribers / events / reconnects | stream violations / missing / store mismatches (behind) | recovery min / median / max | unrecovered | unexpected exits / writer failures | verdict |\n\
+         | --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | ---: | --- | --- |\n",
     );
     for r in reports {
         let kinds: Vec<String> = r
@@ -154,7 +159,7 @@ pub fn table(reports: &[ShapeReport]) -> String {
         let total: usize = r.faults.injected.values().sum();
         let f = &r.findings;
         out.push_str(&format!(
-            "| {} | {total}: {} | {} | {} | {} ({}) / {} ({}) / {} ({}) | {} / {} ({}) | {} ({} / {}) | {} | {} | {} / {} | {} / {} / {} | {} | {} / {} | {} |\n",
+            "| {} | {total}: {} | {} | {} | {} ({}) / {} ({}) / {} ({}) | {} / {} ({}) | {} ({} / {}) | {} | {} | {} / {} | {} / {} / {} | {} / {} / {} ({}) | {} / {} / {} | {} | {} / {} | {} |\n",
             r.shape,
             kinds.join(", "),
             f.acknowledged,
@@ -175,6 +180,13 @@ pub fn table(reports: &[ShapeReport]) -> String {
             f.order_violations,
             f.count_mismatches_before_sync,
             f.count_mismatches,
+            r.streams.subscribers,
+            r.streams.events,
+            r.streams.reconnects,
+            r.streams.violations,
+            r.streams.missing,
+            r.streams.mismatches,
+            r.streams.behind,
             ms(r.recovery_ms_min),
             ms(r.recovery_ms_median),
             ms(r.recovery_ms_max),

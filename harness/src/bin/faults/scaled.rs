@@ -7,6 +7,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The server's bound on how long a drawn revision may stay in flight, with a margin.
+const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(11);
+
 use anyhow::Context;
 use chat_harness::mariadb::{self, Database};
 use chat_harness::service::locate;
@@ -17,10 +20,11 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::process::Child;
 
-use crate::check;
 use crate::load::{probe, Running, Target};
 use crate::report::{FaultLog, ShapeReport};
+use crate::subscribers::Subscribers;
 use crate::Options;
+use crate::{check, streams};
 
 pub const KINDS: [&str; 5] = ["api", "worker", "redis", "broker", "mariadb"];
 const APIS: usize = 2;
@@ -208,6 +212,9 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
     let (mut stack, urls) = Stack::start(options).await?;
     let target = Target::create(urls, options.chats).await?;
     let load = Running::start(target, options.writers, options.seed);
+    // With two subscribers per chat each chat has one on either API process first
+    // (`subscribers.rs`): every API fault cuts some of them.
+    let subscribers = Subscribers::start(&load.target, options.subscribers);
     let mut faults = FaultLog::default();
     for (fault, kind) in plan(&options.kinds, options.faults, rng).iter().enumerate() {
         tokio::time::sleep(options.pause(rng)).await;
@@ -253,6 +260,12 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
         Duration::from_secs(180),
     )
     .await?;
+    // An API process killed between drawing a revision and publishing its change leaves that
+    // revision in flight: readers of its chat (the feed, a stream's catch-up) stop below it
+    // until it counts as abandoned, 10 s after it was drawn (`IN_FLIGHT_LIMIT` in the server's
+    // `sequencer/redis.rs`). The checks read after that bound, as a client would see it.
+    tokio::time::sleep(IN_FLIGHT_LIMIT).await;
+    let streams = streams::check(&target, subscribers, &finished.taken).await?;
     let sync = stack.system.run(&["sync-counts"], "sync-counts.log");
     let findings = check::check(&target, &finished.taken, sync).await?;
     stack.revive(&target, &mut faults).await?;
@@ -267,6 +280,7 @@ pub async fn run(options: &Options, rng: &mut StdRng) -> anyhow::Result<ShapeRep
         findings,
     );
     report.expected_refusals = finished.taken.expected;
+    report.streams = streams;
     report.duration_s = started.elapsed().as_secs_f64();
     report.drain_s = drained.as_secs_f64();
     report.kinds = options.kinds.clone();
