@@ -10,12 +10,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::EventSink;
+use super::{EventSink, Publisher};
 use crate::domain::event::{Applied, Event};
 use crate::error::BackendError;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::streams::Publisher;
 
 /// Most events in one transaction: bounds the time a batch holds the write lock.
 pub const WRITER_MAX_BATCH: usize = 2048;

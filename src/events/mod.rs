@@ -30,6 +30,13 @@ pub trait EventSink: Send + Sync {
     async fn flush_and_stop(&self);
 }
 
+/// Where the write path reports each committed batch (its events and what each produced): the
+/// live streams (`crate::streams`). Called after the commit, so nothing reported can be lost.
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    async fn publish(&self, events: &[Event], outcomes: &[Applied]);
+}
+
 /// Whether every acknowledged event has reached the store (nothing is still queued).
 #[async_trait]
 pub trait Backlog: Send + Sync {

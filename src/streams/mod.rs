@@ -78,11 +78,8 @@ pub fn signals(events: &[Event], outcomes: &[Applied]) -> Vec<(Token, Option<u64
     out
 }
 
-/// Where the write path reports a committed batch: its events and what each produced.
-#[async_trait]
-pub trait Publisher: Send + Sync {
-    async fn publish(&self, events: &[Event], outcomes: &[Applied]);
-}
+/// The port the write path reports committed batches to (defined with the write path).
+pub use crate::events::Publisher;
 
 /// The revisions carried by a batch's events, (token, chat, revision): what has now reached
 /// the store, taken effect or not (see `sequencer::Sequencer::in_flight`).
