@@ -83,6 +83,45 @@ async fn bench_smoke_runs_every_scenario_without_duplicates() {
         deletion["purge_done_s"].is_f64(),
         "purge not seen: {deletion}"
     );
+    // Issue #12: live streams. Every change reached every subscriber once, in order.
+    let streams = &report["streams"];
+    let fanout = streams["fanout"].as_array().expect("stream fan-out runs");
+    assert!(!fanout.is_empty(), "no fan-out run: {streams}");
+    let under_load = &streams["under_load"];
+    for f in fanout.iter().chain([&under_load["fanout"]]) {
+        assert!(
+            f["deliveries"].as_u64().unwrap_or(0) > 0,
+            "no delivery: {f}"
+        );
+        assert_eq!(f["deliveries"], f["expected"], "deliveries: {f}");
+        assert_eq!(f["connected"], f["subscribers"], "streams not opened: {f}");
+        for field in ["errors", "gaps", "duplicates", "missing", "unmatched"] {
+            assert_eq!(f[field], 0, "{field}: {f}");
+        }
+    }
+    for m in [&under_load["without"], &under_load["with"]] {
+        assert!(
+            m["ok"].as_u64().unwrap_or(0) > 0,
+            "no successful request: {m}"
+        );
+        assert_eq!(m["errors"], 0, "errors: {m}");
+        assert_eq!(m["duplicates"], 0, "duplicate numbers: {m}");
+    }
+    let idle = streams["idle"].as_array().expect("idle runs");
+    assert!(!idle.is_empty());
+    for i in idle {
+        assert_eq!(
+            i["reached"], i["wanted"],
+            "idle streams not all opened: {i}"
+        );
+        assert!(i["rss_after_kb"].as_u64().unwrap_or(0) > 0, "{i}");
+    }
+    let storm = &streams["storm"];
+    assert_eq!(storm["caught_up"], storm["clients"], "storm: {storm}");
+    assert!(storm["all_caught_up_s"].is_f64(), "storm: {storm}");
+    for field in ["errors", "gaps", "duplicates", "missing"] {
+        assert_eq!(storm[field], 0, "storm {field}: {storm}");
+    }
     assert!(!report["sqlite"].as_array().expect("sqlite").is_empty());
     assert!(!report["targets"].as_array().expect("targets").is_empty());
     for file in [

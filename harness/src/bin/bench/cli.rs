@@ -38,14 +38,27 @@ pub struct RunArgs {
     /// Where results.json, tables.md and the plots go.
     #[arg(long, default_value = "bench/results")]
     pub out: PathBuf,
-    /// Embedded shape: run only these scenarios at the last stage (the create and read of
-    /// every stage still run: the create's maximum sets the chat-deletion run's load).
+    /// Embedded shape: run only these scenarios at the last stage (the ceilings and the create
+    /// and read of every stage still run: the create's maximum sets the chat-deletion run's
+    /// load).
     #[arg(long, value_enum)]
     pub only: Option<Only>,
     /// Embedded shape: seconds of create load measured after a chat's DELETE (and without
     /// one, as its baseline).
     #[arg(long, default_value_t = 30.0)]
     pub purge_window: f64,
+    /// Live streams (a): subscribers of the one chat, one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 10_000])]
+    pub fanout_subscribers: Vec<usize>,
+    /// Live streams (a): messages posted per second into the watched chat.
+    #[arg(long, default_value_t = 50.0)]
+    pub fanout_rate: f64,
+    /// Live streams (a): seconds of posting.
+    #[arg(long, default_value_t = 20.0)]
+    pub fanout_seconds: f64,
+    /// Live streams (c): idle connections whose memory is measured, one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 50_000])]
+    pub idle_streams: Vec<usize>,
     /// The chat-system binary (default: beside this one).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
@@ -92,4 +105,7 @@ pub enum Only {
     /// History pages, the changes feed, message deletion and chat deletion under load
     /// (issue #11).
     History,
+    /// Live streams: fan-out to many subscribers, subscribers under the create load, memory
+    /// per idle connection, a reconnect storm (issue #12).
+    Streams,
 }

@@ -16,7 +16,7 @@ use crate::drive::{create_application, Bench};
 use crate::load::Conn;
 use crate::report::{History, Measurement, Report, SqliteCeiling};
 use crate::scenario::{Kind, Plan};
-use crate::{ceiling, db, history, machine, plot, report};
+use crate::{ceiling, db, history, machine, plot, report, streams};
 
 pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
     let (duration, connections, stages, purge_window) = if args.smoke {
@@ -29,7 +29,10 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
             args.purge_window,
         )
     };
-    let only_history = args.only == Some(Only::History);
+    // `--only`: the ceilings and each stage's create and read, then only that group.
+    let run_history = args.only != Some(Only::Streams);
+    let run_streams = args.only != Some(Only::History);
+    let run_suite = args.only.is_none();
     anyhow::ensure!(!stages.is_empty(), "give at least one stage");
     std::fs::create_dir_all(&args.out)?;
     plot::init_font()?;
@@ -60,6 +63,8 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
     let mut mean_batch = 0.0;
     let mut search_chat_messages = 0;
     let mut history = None;
+    let mut streams = None;
+    let mut stored_last = 0;
     for (i, &stage) in stages.iter().enumerate() {
         eprintln!("bench: preloading to {stage} messages");
         let filled = db::fill(&db_path, &token, stage, i as u64).await?;
@@ -106,12 +111,21 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
             // The pages first, near the stage's size; the indexer's backlog from the creates
             // drained, so that it does not run during some of them only.
             db::wait_indexed(&db_path).await?;
-            let reads = history::reads(&bench, addr, &plan, stored(&bench)).await?;
-            if !only_history {
+            let reads = if run_history {
+                history::reads(&bench, addr, &plan, stored(&bench)).await?
+            } else {
+                Vec::new()
+            };
+            if run_suite {
                 suite(
                     &bench, addr, &plan, &mut runs, &mut sweep, max, args.smoke, &stored,
                 )
                 .await?;
+            }
+            if !run_history {
+                stored_last = stored(&bench);
+                server.terminate().await?;
+                break;
             }
             // Deletions last: they remove messages the other scenarios read.
             let plan = plan.with_doomed(history::doomed(&bench, filled.readable));
@@ -137,14 +151,30 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
                 chat_deletion: Some(chat_deletion),
             });
         }
+        stored_last = stored(&bench);
         server.terminate().await?;
+    }
+    if run_streams {
+        // Issue #12, on its own servers (streams and idle connections allowed) over the same
+        // data. The history group, when it ran, deleted messages and the search chat; the
+        // streams start from each chat's current revision, which that does not disturb.
+        let setup = streams::Setup {
+            system: &system,
+            serve: &serve,
+            log,
+            token: &token,
+            ledger: bench.ledger.clone(),
+            stored: stored_last,
+        };
+        let sizes = streams::Sizes::new(args, duration, connections);
+        streams = Some(streams::run(&setup, &sizes).await?);
     }
 
     let mut batches = vec![1usize, 16, 128, mean_batch.round().max(1.0) as usize];
     batches.sort_unstable();
     batches.dedup();
     let mut sqlite = Vec::new();
-    if only_history {
+    if args.only.is_some() {
         batches.clear();
     }
     for batch in batches {
@@ -166,6 +196,7 @@ pub async fn run(args: &RunArgs, binary: &Path) -> anyhow::Result<()> {
         growth,
         search_chat_messages,
         history,
+        streams,
         targets: Vec::new(),
     };
     report.targets = report::targets(&report, *stages.last().unwrap_or(&0));

@@ -7,7 +7,10 @@
 //!
 //! At the last stage it also runs issue #11's scenarios (`history.rs`): history pages and the
 //! changes feed against the first page, deleting messages, deleting a chat under load;
-//! `--only history` runs only those (and each stage's create and read).
+//! `--only history` runs only those (and each stage's create and read). Then issue #12's live
+//! streams (`streams.rs`, on the lean SSE client of `sse.rs`): fan-out to many subscribers,
+//! subscribers under the create load, memory per idle connection, a reconnect storm, on a
+//! server started with `MAX_STREAMS` and `IDLE_TIMEOUT` raised; `--only streams` runs only those.
 //!
 //! `--shape scaled` runs the same scenarios against the scaled shape instead (MariaDB, Redis
 //! and a Kafka-compatible broker on loopback; `scaled.rs`), `--shape both` runs both. The
@@ -33,7 +36,10 @@ mod report;
 mod scaled;
 mod scaled_report;
 mod scenario;
+mod sse;
 mod stack;
+mod streams;
+mod streams_report;
 
 use std::process::ExitCode;
 

@@ -115,6 +115,8 @@ pub struct Report {
     pub search_chat_messages: u64,
     /// History pages, the feed and deletions (issue #11); absent when not run.
     pub history: Option<History>,
+    /// Live streams (issue #12); absent when not run.
+    pub streams: Option<crate::streams_report::Streams>,
     pub targets: Vec<Target>,
 }
 
@@ -303,6 +305,9 @@ pub fn markdown(report: &Report) -> String {
     if let Some(history) = &report.history {
         history_markdown(&mut out, history, ceiling);
     }
+    if let Some(streams) = &report.streams {
+        crate::streams_report::markdown(&mut out, streams);
+    }
     out
 }
 
@@ -438,6 +443,9 @@ pub fn print(report: &Report) {
             );
         }
     }
+    if let Some(streams) = &report.streams {
+        crate::streams_report::print(streams);
+    }
     for s in &report.sqlite {
         println!(
             "raw sqlite batch {:>5}: {:>10.0} rows/s",
@@ -535,6 +543,9 @@ pub fn targets(report: &Report, largest_stage: u64) -> Vec<Target> {
                 met: ratio >= 0.90,
             });
         }
+    }
+    if let Some(streams) = &report.streams {
+        crate::streams_report::targets(streams, &mut out);
     }
     out
 }
