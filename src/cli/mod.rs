@@ -62,15 +62,32 @@ pub fn init_tracing(format: LogFormat) {
     }
 }
 
+/// Connections the kernel may queue before they are accepted (capped by `net.core.somaxconn`).
+/// tokio's default, 1 024, overflowed when 10 000 stream clients reconnected at once
+/// (BENCHMARKS.md, the reconnect storm): the overflow leaves clients on TCP retransmit timers.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds `address` (with `SO_REUSEADDR`, as `TcpListener::bind` does) and listens with
+/// [`LISTEN_BACKLOG`].
+fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config;
     config.validate()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = crate::app::App::build(&config).await?;
-            let listener = TcpListener::bind((config.host, config.port))
-                .await
-                .map_err(|err| {
+            let listener =
+                listen(std::net::SocketAddr::new(config.host, config.port)).map_err(|err| {
                     anyhow::anyhow!("cannot listen on {}:{}: {err}", config.host, config.port)
                 })?;
             let address = listener.local_addr()?;

@@ -23,8 +23,11 @@ use tokio::sync::{broadcast, watch};
 use crate::domain::event::{self, Applied, Event};
 use crate::domain::{Change, Token};
 
-/// Changes a chat's channel keeps for subscribers that are behind.
-pub const CHANNEL: usize = 1024;
+/// Changes a chat's channel keeps for subscribers that are behind. Its slots are allocated when
+/// the chat's first subscriber comes: at 1 024 they were about 64 KB per watched chat, most of
+/// an idle stream's cost with 10 subscribers a chat (BENCHMARKS.md); a subscriber further
+/// behind than this catches up from the store.
+pub const CHANNEL: usize = 128;
 
 /// What a chat's subscribers are told.
 #[derive(Debug, Clone, PartialEq)]
