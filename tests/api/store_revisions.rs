@@ -154,6 +154,16 @@ async fn the_feed_lists_changes_after_a_revision_once_each_with_tombstones() {
             .expect("read")
             .expect("chat");
         assert_eq!(revisions(&after), vec![(2, 5)], "{name}");
+        // `reindex` exports what a search may find: not the deleted message.
+        let exported: Vec<u64> = store
+            .export_messages(0, 100_000)
+            .await
+            .expect("export")
+            .into_iter()
+            .filter(|m| m.token == token.as_str())
+            .map(|m| m.number)
+            .collect();
+        assert_eq!(exported, vec![1, 3], "{name}: reindex skips the deleted");
         let bounded = store
             .changes(&token, 1, 0, 2)
             .await
