@@ -352,10 +352,15 @@ async fn a_message_sent_with_enter_in_the_page_appears_in_the_list() {
             .await;
         page.wait_body(1, body, WAIT).await;
         assert_eq!(page.numbers().await, [1]);
-        let left = page
-            .js("return document.querySelector('#composer').value;", vec![])
-            .await;
-        assert_eq!(left, "", "the composer is emptied after sending");
+        // The message may arrive through the stream before the POST's answer, which is what
+        // empties the composer: wait for that answer.
+        page.wait_js(
+            "the composer emptied after sending",
+            WAIT,
+            "return document.querySelector('#composer').value === '';",
+            vec![],
+        )
+        .await;
         // It was really sent, once, as typed (Enter sends, it is not part of the body).
         let stored = app.get_json(&messages_path(&token, chat)).await;
         let bodies: Vec<&str> = stored
