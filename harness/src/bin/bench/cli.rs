@@ -85,6 +85,18 @@ pub struct RunArgs {
     /// Scaled shape: the tansu binary started when no broker is given.
     #[arg(long, default_value = "tansu")]
     pub tansu: PathBuf,
+    /// Scaled shape, `--only streams`: subscribers of the one chat (fan-out), one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000usize])]
+    pub scaled_fanout_subscribers: Vec<usize>,
+    /// Scaled shape, `--only streams`: messages posted per second into the watched chat.
+    #[arg(long, default_value_t = 20.0)]
+    pub scaled_fanout_rate: f64,
+    /// Scaled shape, `--only streams`: seconds of posting.
+    #[arg(long, default_value_t = 15.0)]
+    pub scaled_fanout_seconds: f64,
+    /// Scaled shape, `--only streams`: API processes the subscribers are split over.
+    #[arg(long, default_value_t = 2)]
+    pub scaled_apis: usize,
     /// Scaled shape: messages preloaded into MariaDB.
     #[arg(long, default_value_t = 100_000)]
     pub scaled_stored: u64,

@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sqlx::MySqlConnection;
 
-use crate::cli::RunArgs;
+use crate::cli::{Only, RunArgs};
 use crate::drive::{create_application, Bench};
 use crate::mysql::{self, RawInsert};
 use crate::report::Measurement;
 use crate::scaled_report::{self, Drain, Persist, ScaledReport};
-use crate::scenario::{Generator, Kind, Plan, HOT_CHAT};
+use crate::scenario::{Generator, Kind, Ledger, Plan, HOT_CHAT};
 use crate::stack::{Broker, Services, Stack};
+use crate::streams;
+use crate::streams_report::{self, FanOut, Streams};
 use crate::{ceiling, load, machine, plot};
 
 /// Most events the worker stores in one transaction (`MAX_BATCH` of `src/worker.rs`).
@@ -32,6 +34,9 @@ struct Sizes {
 }
 
 pub async fn run(args: &RunArgs, binary: &Path, services: &Services) -> anyhow::Result<()> {
+    if args.only == Some(Only::Streams) {
+        return run_streams(args, binary, services).await;
+    }
     let (sizes, duration, connections) = if args.smoke {
         let sizes = Sizes {
             stored: 2_000,
@@ -390,4 +395,128 @@ async fn persist(
         raw,
         ratio,
     })
+}
+
+/// `--shape scaled --only streams`: live-stream fan-out (scenario (a) of `streams.rs`) on the
+/// scaled stack: one worker, `--scaled-apis` API processes (the streams' settings of the
+/// embedded shape), the subscribers of one fresh chat split over them, the posts through the
+/// first. Writes `scaled_streams.json` and `scaled_streams_tables.md`.
+async fn run_streams(args: &RunArgs, binary: &Path, services: &Services) -> anyhow::Result<()> {
+    let (subscribers, rate, seconds) = if args.smoke {
+        (vec![20], 20.0, 0.5)
+    } else {
+        (
+            args.scaled_fanout_subscribers.clone(),
+            args.scaled_fanout_rate,
+            args.scaled_fanout_seconds,
+        )
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let scratch = std::env::temp_dir().join(format!("chat-bench-scaled-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let open_files_limit = streams::raise_open_files();
+    eprintln!(
+        "bench: streams: open-file limit {} / {}",
+        open_files_limit.0, open_files_limit.1
+    );
+    let broker = Broker::start(services, &scratch).await?;
+    let measured = match Stack::create(binary, services, &broker.brokers, &scratch).await {
+        Ok(mut stack) => {
+            let measured = fanouts(&mut stack, args, &subscribers, rate, seconds).await;
+            stack.teardown().await;
+            measured
+        }
+        Err(err) => Err(err),
+    };
+    broker.stop().await;
+    let fanout = measured.with_context(|| format!("logs in {}", scratch.display()))?;
+    let report = Streams {
+        server_env: streams::SERVER_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        open_files_limit,
+        fanout,
+        under_load: None,
+        idle: Vec::new(),
+        storm: None,
+    };
+    std::fs::write(
+        args.out.join("scaled_streams.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let mut tables = String::new();
+    streams_report::markdown(&mut tables, &report);
+    std::fs::write(args.out.join("scaled_streams_tables.md"), tables)?;
+    streams_report::print(&report);
+    eprintln!(
+        "bench: wrote the scaled streams results in {}",
+        args.out.display()
+    );
+    let faulty = report
+        .fanout
+        .iter()
+        .any(|f| f.gaps + f.duplicates + f.missing + f.errors > 0);
+    if faulty {
+        eprintln!(
+            "bench: gaps, duplicates, missing or errors: logs kept in {}",
+            scratch.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(())
+}
+
+async fn fanouts(
+    stack: &mut Stack,
+    args: &RunArgs,
+    subscribers: &[usize],
+    rate: f64,
+    seconds: f64,
+) -> anyhow::Result<Vec<FanOut>> {
+    stack.start_worker("worker.log")?;
+    let apis = stack
+        .start_stream_apis(args.scaled_apis.max(1), &streams::SERVER_ENV)
+        .await?;
+    let addrs: Vec<std::net::SocketAddr> = apis.iter().map(|(addr, _)| *addr).collect();
+    eprintln!("bench: streams: API processes {apis:?}");
+    let token = create_application(addrs[0]).await?;
+    let ledger = Arc::new(Ledger::default());
+    let sizes = streams::Sizes {
+        fanout: subscribers.to_vec(),
+        rate,
+        seconds,
+        chats: 0,
+        per_chat: 0,
+        load_seconds: 0.0,
+        connections: 4,
+        idle: Vec::new(),
+        storm_clients: 0,
+        storm_chats: 0,
+        storm_changes: 0,
+        drain: Duration::from_secs(if args.smoke { 20 } else { 60 }),
+        settle: Duration::ZERO,
+    };
+    let mut out = Vec::new();
+    for &n in subscribers {
+        let chat = create_chat(addrs[0], &token).await?;
+        out.push(
+            streams::scaled_fanout(&addrs, apis[0].1, &token, ledger.clone(), chat, n, &sizes)
+                .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// A new chat in the application: its number.
+async fn create_chat(addr: std::net::SocketAddr, token: &str) -> anyhow::Result<u64> {
+    let mut conn = load::Conn::connect(addr).await?;
+    let path = format!("/applications/{token}/chats");
+    let (status, body) = conn.send(hyper::Method::POST, &path, None).await?;
+    anyhow::ensure!(status.as_u16() == 201, "{path} answered {status}");
+    let value: serde_json::Value = serde_json::from_slice(&body)?;
+    value["number"]
+        .as_u64()
+        .with_context(|| format!("no chat number in {value}"))
 }

@@ -67,6 +67,8 @@ pub struct Stack {
     redis: String,
     pub database_url: String,
     api: Option<Server>,
+    /// API processes started for the live streams (`start_stream_apis`).
+    stream_apis: Vec<Server>,
     worker: Option<Child>,
 }
 
@@ -95,6 +97,7 @@ impl Stack {
             namespace,
             redis: services.redis.clone(),
             api: None,
+            stream_apis: Vec::new(),
             worker: None,
         };
         stack.migrate().await?;
@@ -120,6 +123,26 @@ impl Stack {
         let addr = server.addr;
         self.api = Some(server);
         Ok(addr)
+    }
+
+    /// `n` API processes for the live streams, each with `env` added (logs `api-stream-<i>.log`);
+    /// their addresses and pids.
+    pub async fn start_stream_apis(
+        &mut self,
+        n: usize,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Vec<(SocketAddr, u32)>> {
+        let mut system = self.system.clone();
+        for (name, value) in env {
+            system = system.set(name, value);
+        }
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let server = system.serve(&[], &format!("api-stream-{i}.log")).await?;
+            out.push((server.addr, server.pid().context("the API's pid")?));
+            self.stream_apis.push(server);
+        }
+        Ok(out)
     }
 
     /// `worker all`, taking every partition itself (static assignment: no group rebalance to
@@ -182,6 +205,9 @@ impl Stack {
     /// Stops the processes, drops the database and deletes the namespace's Redis keys.
     pub async fn teardown(mut self) {
         let _ = self.stop_api().await;
+        for mut server in std::mem::take(&mut self.stream_apis) {
+            let _ = server.terminate().await;
+        }
         let _ = self.stop_worker().await;
         let _ = self.database.remove().await;
         let _ = redis::flush_namespace(&self.redis, &self.namespace).await;

@@ -125,7 +125,7 @@ const OPEN_WITHIN: Duration = Duration::from_secs(10);
 /// Failed opens in a row before a subscriber gives up.
 const ATTEMPTS: u32 = 5;
 /// The streams' server: enough streams for every scenario, and idle streams kept.
-const SERVER_ENV: [(&str, &str); 2] = [("MAX_STREAMS", "100000"), ("IDLE_TIMEOUT", "3600")];
+pub const SERVER_ENV: [(&str, &str); 2] = [("MAX_STREAMS", "100000"), ("IDLE_TIMEOUT", "3600")];
 
 /// What the streams scenarios work with: the binary, its arguments, the application, the
 /// ledger of every number handed out.
@@ -191,10 +191,11 @@ pub async fn run(setup: &Setup<'_>, sizes: &Sizes) -> anyhow::Result<Streams> {
         token: setup.token.to_owned(),
         ledger: setup.ledger.clone(),
         pid: server.pid().context("the server's pid")?,
+        stream_addrs: vec![addr],
     };
     let mut fanout = Vec::new();
     for (i, &n) in sizes.fanout.iter().enumerate() {
-        fanout.push(one_chat(&ctx, n, sizes, 20 + i as u8).await?);
+        fanout.push(one_chat(&ctx, HOT_CHAT, n, sizes, 20 + i as u8).await?);
     }
     let under_load = under_load(&ctx, sizes, setup.stored, 30).await?;
     let storm = storm(&ctx, sizes, 40).await?;
@@ -215,7 +216,7 @@ pub async fn run(setup: &Setup<'_>, sizes: &Sizes) -> anyhow::Result<Streams> {
 /// Raises this process's open-file limit as far as it may (the server started afterwards
 /// inherits it): first both limits to the kernel's maximum (which needs `CAP_SYS_RESOURCE`),
 /// else the soft one to the hard one; (soft, hard) after.
-fn raise_open_files() -> (u64, u64) {
+pub fn raise_open_files() -> (u64, u64) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -252,6 +253,9 @@ struct Ctx {
     ledger: Arc<Ledger>,
     /// The server's process, for its CPU time.
     pid: u32,
+    /// Where the subscribers open their streams: subscriber `i` on `stream_addrs[i % len]`
+    /// (the scaled shape splits them over its API processes).
+    stream_addrs: Vec<SocketAddr>,
 }
 
 impl Ctx {
@@ -582,7 +586,7 @@ struct Sub {
 }
 
 struct Shared {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     scenario: u8,
     paths: HashMap<u64, String>,
     answers: Option<Arc<Answers>>,
@@ -611,7 +615,7 @@ impl Crowd {
             .map(|s| (s.chat, ctx.stream_path(s.chat)))
             .collect();
         let shared = Arc::new(Shared {
-            addr: ctx.addr,
+            addrs: ctx.stream_addrs.clone(),
             scenario,
             paths,
             answers,
@@ -772,6 +776,7 @@ async fn subscriber(
     let mut last = sub.since;
     let path = &shared.paths[&sub.chat];
     let from = sse::source(shared.scenario, index);
+    let addr = shared.addrs[index % shared.addrs.len()];
     let mut events = Vec::with_capacity(16);
     // Deliveries read before the POST's answer: (revision, when), matched later.
     let mut pending: Vec<(u64, u64)> = Vec::new();
@@ -780,7 +785,7 @@ async fn subscriber(
     let done = |last: u64| sub.until.is_some_and(|until| last >= until);
     'streams: while !*stop.borrow() && !done(last) {
         let opened = tokio::select! {
-            opened = sse::open(shared.addr, from, path, Some(last), OPEN_WITHIN) => opened,
+            opened = sse::open(addr, from, path, Some(last), OPEN_WITHIN) => opened,
             _ = stop.changed() => break,
         };
         let mut stream = match opened {
@@ -904,11 +909,11 @@ fn resolve(
 /// (a) `subscribers` on the hot chat, posts at `sizes.rate` for `sizes.seconds`.
 async fn one_chat(
     ctx: &Ctx,
+    chat: u64,
     subscribers: usize,
     sizes: &Sizes,
     scenario: u8,
 ) -> anyhow::Result<FanOut> {
-    let chat = HOT_CHAT;
     let since = ctx.revisions(&[chat]).await?[&chat];
     eprintln!("bench: streams: {subscribers} subscribers on chat {chat} (from revision {since})");
     let clock = Clock(Instant::now());
@@ -960,6 +965,38 @@ async fn one_chat(
     fanout.offered_deliveries_per_s = Some(sizes.rate * subscribers as f64);
     fanout.cpu = Some(cpu.since(ctx.pid));
     Ok(fanout)
+}
+
+/// The scaled shape's (a): `subscribers` on `chat`, split over the API processes at `apis`
+/// (subscriber `i` on `apis[i % len]`), the posts through the first; `pid` is its process (the
+/// CPU figures are that process's alone). Raise the open-file limit ([`raise_open_files`])
+/// before starting the API processes, so that they inherit it.
+pub async fn scaled_fanout(
+    apis: &[SocketAddr],
+    pid: u32,
+    token: &str,
+    ledger: Arc<Ledger>,
+    chat: u64,
+    subscribers: usize,
+    sizes: &Sizes,
+) -> anyhow::Result<FanOut> {
+    let ctx = Ctx {
+        addr: *apis.first().context("no API process")?,
+        token: token.to_owned(),
+        ledger,
+        pid,
+        stream_addrs: apis.to_vec(),
+    };
+    // A new chat is readable once the worker stored it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(err) = ctx.revisions(&[chat]).await {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "chat {chat} not readable: {err:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    one_chat(&ctx, chat, subscribers, sizes, 50).await
 }
 
 /// (b) `per_chat` subscribers on each of `chats` chats under the closed-loop create load in
