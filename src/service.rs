@@ -121,11 +121,19 @@ impl Service {
             .ok_or_else(application_not_found)
     }
 
+    /// The chat, with the revision a client may resume from: never at or above a revision
+    /// still in flight (scaled), so that starting the feed or a stream from it misses nothing.
     pub async fn chat(&self, token: &Token, number: u64) -> Result<Chat, ApiError> {
-        self.store
+        let in_flight = self.sequencer.in_flight(token, number).await?;
+        let mut chat = self
+            .store
             .chat(token, number)
             .await?
-            .ok_or_else(chat_not_found)
+            .ok_or_else(chat_not_found)?;
+        if let Some(in_flight) = in_flight {
+            chat.revision = chat.revision.min(in_flight.saturating_sub(1));
+        }
+        Ok(chat)
     }
 
     pub async fn create_message(
@@ -208,8 +216,10 @@ impl Service {
         edited?.ok_or_else(message_not_found)
     }
 
-    /// A revision drawn for a change that was not published (refused, or nothing to change)
-    /// is no longer in flight: readers of the chat must not wait for it.
+    /// A revision drawn for a change that was certainly not published (nothing to change) is
+    /// no longer in flight: readers of the chat must not wait for it. After an error the change
+    /// may still have reached the broker (a produce that timed out on our side), so its revision
+    /// stays in flight until it is stored or counts as abandoned (`IN_FLIGHT_LIMIT`).
     async fn unless_published<E>(
         &self,
         token: &Token,
@@ -217,7 +227,7 @@ impl Service {
         revision: u64,
         published: Result<bool, E>,
     ) {
-        if revision != AT_APPLY && !matches!(published, Ok(true)) {
+        if revision != AT_APPLY && matches!(published, Ok(false)) {
             self.sequencer.abandon(token, chat, revision).await;
         }
     }
