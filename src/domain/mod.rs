@@ -255,14 +255,6 @@ pub enum Change {
 }
 
 impl Change {
-    /// When the change was made.
-    pub fn at(&self) -> DateTime<Utc> {
-        match self {
-            Self::Message(message) => message.updated_at,
-            Self::Deleted(tombstone) => tombstone.deleted_at,
-        }
-    }
-
     pub fn revision(&self) -> u64 {
         match self {
             Self::Message(message) => message.revision,

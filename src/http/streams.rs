@@ -24,10 +24,11 @@ use crate::streams::follow::Item;
 
 /// The `Last-Event-ID` header, else `since`; `None`: from now.
 fn start(headers: &HeaderMap, query: &ApiQuery) -> Result<Option<u64>, ApiError> {
-    let raw = headers
-        .get("last-event-id")
-        .map(|value| value.to_str().unwrap_or("x"))
-        .or_else(|| query.get("since"));
+    let raw = match headers.get("last-event-id") {
+        // A header that is not UTF-8 becomes text that does not parse: a 400 like any bad value.
+        Some(value) => Some(String::from_utf8_lossy(value.as_bytes())),
+        None => query.get("since").map(std::borrow::Cow::Borrowed),
+    };
     raw.map(|raw| {
         raw.trim().parse::<u64>().map_err(|_| {
             ApiError::bad_request("Last-Event-ID and since must be a revision (an integer from 0)")

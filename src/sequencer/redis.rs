@@ -203,6 +203,26 @@ impl RedisSequencer {
         self
     }
 
+    /// Runs a drawing script ([`NEXT_MESSAGE`], [`NEXT_REVISION`]) on the chat's keys.
+    async fn draw<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        token: &Token,
+        chat: u64,
+    ) -> Result<T, BackendError> {
+        let mut redis = self.redis.clone();
+        let (in_flight, in_flight_at) = self.keys.in_flight(token.as_str(), chat);
+        script
+            .key(self.keys.generation())
+            .key(self.keys.chat(token.as_str(), chat))
+            .key(self.keys.revision(token.as_str(), chat))
+            .key(in_flight)
+            .key(in_flight_at)
+            .invoke_async(&mut redis)
+            .await
+            .map_err(unavailable)
+    }
+
     /// A message number alone; revisions are assigned by the store.
     async fn next_number(&self, token: &Token, chat: u64) -> Result<Option<Drawn>, BackendError> {
         let mut redis = self.redis.clone();
@@ -307,18 +327,7 @@ impl Sequencer for RedisSequencer {
         if !self.revisions {
             return self.next_number(token, chat).await;
         }
-        let mut redis = self.redis.clone();
-        let (in_flight, in_flight_at) = self.keys.in_flight(token.as_str(), chat);
-        let (number, revision): (i64, i64) = self
-            .next_message
-            .key(self.keys.generation())
-            .key(self.keys.chat(token.as_str(), chat))
-            .key(self.keys.revision(token.as_str(), chat))
-            .key(in_flight)
-            .key(in_flight_at)
-            .invoke_async(&mut redis)
-            .await
-            .map_err(unavailable)?;
+        let (number, revision): (i64, i64) = self.draw(&self.next_message, token, chat).await?;
         match number {
             RESET => Err(self.reset_detected()),
             UNKNOWN => Ok(None),
@@ -335,18 +344,7 @@ impl Sequencer for RedisSequencer {
         if !self.revisions {
             return Ok(Some(AT_APPLY));
         }
-        let mut redis = self.redis.clone();
-        let (in_flight, in_flight_at) = self.keys.in_flight(token.as_str(), chat);
-        let answer: i64 = self
-            .next_revision
-            .key(self.keys.generation())
-            .key(self.keys.chat(token.as_str(), chat))
-            .key(self.keys.revision(token.as_str(), chat))
-            .key(in_flight)
-            .key(in_flight_at)
-            .invoke_async(&mut redis)
-            .await
-            .map_err(unavailable)?;
+        let answer: i64 = self.draw(&self.next_revision, token, chat).await?;
         match answer {
             RESET => Err(self.reset_detected()),
             UNKNOWN => Ok(None),

@@ -30,8 +30,9 @@ struct Deltas {
     chats: HashMap<i64, (i64, i64)>,
     /// applications.id -> (chats_count change, latest time)
     applications: HashMap<i64, (i64, i64)>,
-    /// chats.id -> the chat's revision so far in this batch
-    revisions: HashMap<i64, i64>,
+    /// chats.id -> (the chat's revision as stored, or -1 when not read; its revision so far
+    /// in this batch)
+    revisions: HashMap<i64, (i64, i64)>,
 }
 
 fn bump(map: &mut HashMap<i64, (i64, i64)>, id: i64, by: i64, at: i64) {
@@ -50,20 +51,20 @@ impl Deltas {
     }
 
     fn current_revision(&mut self, tx: &Transaction, chat_id: i64) -> rusqlite::Result<i64> {
-        if let Some(revision) = self.revisions.get(&chat_id) {
+        if let Some((_, revision)) = self.revisions.get(&chat_id) {
             return Ok(*revision);
         }
         let stored: i64 = tx
             .prepare_cached("SELECT revision FROM chats WHERE id = ?1")?
             .query_row([chat_id], |row| row.get(0))?;
-        self.revisions.insert(chat_id, stored);
+        self.revisions.insert(chat_id, (stored, stored));
         Ok(stored)
     }
 
     /// A change took `revision`: the chat's revision is at least that now.
     fn took(&mut self, chat_id: i64, revision: i64) {
-        let entry = self.revisions.entry(chat_id).or_insert(revision);
-        *entry = (*entry).max(revision);
+        let entry = self.revisions.entry(chat_id).or_insert((-1, revision));
+        entry.1 = entry.1.max(revision);
     }
 }
 
@@ -291,16 +292,26 @@ pub(super) fn apply(inner: &Inner, batch: &[Event]) -> Result<Vec<Applied>, Back
     Ok(outcomes)
 }
 
+/// One `UPDATE` per chat the batch changed (its count, time and revision together), one per
+/// application.
 fn write_deltas(tx: &Transaction, deltas: &Deltas) -> Result<(), BackendError> {
-    for (id, (count, at)) in &deltas.chats {
+    let touched = deltas.chats.keys().chain(
+        deltas
+            .revisions
+            .keys()
+            .filter(|id| !deltas.chats.contains_key(id)),
+    );
+    for id in touched {
+        let (count, at) = deltas.chats.get(id).copied().unwrap_or((0, i64::MIN));
+        let (stored, revision) = deltas.revisions.get(id).copied().unwrap_or((0, 0));
+        if count == 0 && revision <= stored {
+            continue; // only read: nothing to write
+        }
         tx.prepare_cached(
-            "UPDATE chats SET messages_count = messages_count + ?1, updated_at = MAX(updated_at, ?2) WHERE id = ?3",
+            "UPDATE chats SET messages_count = messages_count + ?1, \
+               updated_at = MAX(updated_at, ?2), revision = MAX(revision, ?3) WHERE id = ?4",
         )?
-        .execute(params![count, at, id])?;
-    }
-    for (id, revision) in &deltas.revisions {
-        tx.prepare_cached("UPDATE chats SET revision = ?1 WHERE id = ?2 AND revision < ?1")?
-            .execute(params![revision, id])?;
+        .execute(params![count, at, revision, id])?;
     }
     for (id, (count, at)) in &deltas.applications {
         tx.prepare_cached(
